@@ -1,0 +1,123 @@
+//! Support for the services' integration tests: the shared test servers, a throw-away key
+//! pair, unique database names and key prefixes, and Redis servers a test may stop.
+
+use std::{
+    net::TcpListener,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use crate::config::{CommonSettings, LogFormat, Secret};
+
+/// A key pair used only by tests; no deployment trusts it.
+pub const TEST_PRIVATE_KEY: &str = "-----BEGIN PRIVATE KEY-----
+MC4CAQAwBQYDK2VwBCIEIJBkFNP+ziizFRs5R5SnHW0sXclrwMTe+T4U9+BSLsx6
+-----END PRIVATE KEY-----
+";
+pub const TEST_PUBLIC_KEY: &str = "-----BEGIN PUBLIC KEY-----
+MCowBQYDK2VwAyEAQ18CCL0/xfuQPZms9ufqhqQyLH/AMy7Vf74QXTsxRoc=
+-----END PUBLIC KEY-----
+";
+/// A second key pair, for tokens signed by someone other than the auth service.
+pub const OTHER_PRIVATE_KEY: &str = "-----BEGIN PRIVATE KEY-----
+MC4CAQAwBQYDK2VwBCIEIKCcpWpeKSjKL3a7D2txAV7yG8tytP6htI3eeSxre1TR
+-----END PRIVATE KEY-----
+";
+
+/// `TEST_MONGODB_URI` and `TEST_REDIS_URL`, set by the test command in README.
+pub fn test_servers() -> (String, String) {
+    let get = |name: &str| {
+        std::env::var(name).unwrap_or_else(|_| {
+            panic!("{name} is not set: run the tests with ./dev test (see README)")
+        })
+    };
+    (get("TEST_MONGODB_URI"), get("TEST_REDIS_URL"))
+}
+
+pub fn unique_name(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Settings for one test's application: a free port, its own database and Redis prefix.
+pub fn settings(service: &'static str, redis_url: Option<String>) -> CommonSettings {
+    let (mongo, redis) = test_servers();
+    init_tracing();
+    CommonSettings {
+        service,
+        host: "127.0.0.1".into(),
+        port: 0,
+        mongodb_uri: Secret(mongo),
+        mongodb_database: unique_name(&format!("test_{service}")),
+        redis_url: Secret(redis_url.unwrap_or(redis)),
+        redis_prefix: format!("{}:", unique_name("test")),
+        jwt_public_key: TEST_PUBLIC_KEY.into(),
+        log_format: LogFormat::Pretty,
+        shutdown_timeout: Duration::from_secs(1),
+    }
+}
+
+/// Tracing stays silent unless `TEST_LOG` is set.
+pub fn init_tracing() {
+    if std::env::var_os("TEST_LOG").is_some() {
+        crate::telemetry::init(LogFormat::Pretty);
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free local port")
+}
+
+/// A private `redis-server` a test can stop and start again on the same port.
+pub struct RedisServer {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    pub fn start() -> Self {
+        let mut server = Self {
+            port: free_port(),
+            child: None,
+        };
+        server.resume();
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn resume(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string()])
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server on PATH (./dev test installs it)");
+        self.child = Some(child);
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("redis-server did not start on port {}", self.port);
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

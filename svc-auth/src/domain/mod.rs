@@ -1,0 +1,5 @@
+mod email;
+mod password;
+
+pub use email::Email;
+pub use password::Password;

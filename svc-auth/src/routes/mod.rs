@@ -1,0 +1,5 @@
+mod keys;
+mod users;
+
+pub use keys::KeysApi;
+pub use users::UsersApi;

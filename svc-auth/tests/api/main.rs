@@ -1,0 +1,7 @@
+mod docs;
+mod helpers;
+mod ready;
+mod signin;
+mod signout;
+mod signup;
+mod tokens;
