@@ -94,6 +94,18 @@ where
         .boxed()
 }
 
+/// Serves `api` with the shared stack on the configured port.
+pub async fn launch<T: OpenApi + 'static>(
+    settings: &CommonSettings,
+    infra: &Infra,
+    api: T,
+    title: &str,
+    description: &str,
+) -> anyhow::Result<Application> {
+    let endpoint = endpoint(settings, infra, api, title, description);
+    Application::bind(settings, endpoint, infra.shutdown.clone()).await
+}
+
 fn panic_response(_: Box<dyn std::any::Any + Send>) -> poem::Response {
     use poem::IntoResponse;
     tracing::error!("request handler panicked");

@@ -44,14 +44,14 @@ impl Application {
         });
         prepare_indexes(&infra).await;
         let api = (UsersApi { state: accounts }, KeysApi { jwk });
-        let endpoint = startup::endpoint(
+        let inner = startup::launch(
             common,
             &infra,
             api,
             "Ticketing auth",
             "Accounts, sessions and the key that verifies them.",
-        );
-        let inner = startup::Application::bind(common, endpoint, infra.shutdown.clone()).await?;
+        )
+        .await?;
         Ok(Self { inner, infra })
     }
 

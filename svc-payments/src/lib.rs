@@ -1,0 +1,20 @@
+//! The payments service. Payments for orders.
+
+use lib_shared::{
+    config::{CommonSettings, ConfigError, Source},
+    startup::{self, Infra},
+};
+
+pub const SERVICE: &str = "payments";
+pub const DEFAULT_PORT: u16 = 3004;
+
+pub fn settings(src: &dyn Source) -> Result<CommonSettings, ConfigError> {
+    CommonSettings::from_source(src, SERVICE, DEFAULT_PORT)
+}
+
+/// For now the operational endpoints only: health, readiness, metrics and docs.
+pub async fn build(settings: &CommonSettings) -> anyhow::Result<startup::Application> {
+    let infra = Infra::connect(settings).await?;
+    let title = "Ticketing payments";
+    startup::launch(settings, &infra, (), title, "Payments for orders.").await
+}

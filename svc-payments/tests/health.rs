@@ -1,0 +1,14 @@
+use lib_shared::testing;
+
+#[tokio::test]
+async fn serves_health_ready_metrics_and_docs() {
+    let settings = testing::settings(svc_payments::SERVICE, None);
+    let app = svc_payments::build(&settings).await.expect("builds");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    let client = reqwest::Client::new();
+    for path in ["/health", "/ready", "/metrics", "/api/payments/docs", "/api/payments/openapi.json"] {
+        let resp = client.get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(resp.status(), reqwest::StatusCode::OK, "{path}");
+    }
+}
