@@ -206,6 +206,26 @@ fn describe_client_error(raw: &str) -> String {
     }
 }
 
+/// Implements `From<DependencyError>` for a response enum with `Unavailable` (503) and
+/// `Unexpected` (500) variants that carry `Json<ErrorBody>`.
+#[macro_export]
+macro_rules! dependency_errors {
+    ($($ty:ty),+ $(,)?) => {$(
+        impl ::std::convert::From<$crate::error::DependencyError> for $ty {
+            fn from(err: $crate::error::DependencyError) -> Self {
+                match err {
+                    $crate::error::DependencyError::Unavailable(e) => {
+                        Self::Unavailable($crate::error::ErrorBody::unavailable(e))
+                    }
+                    $crate::error::DependencyError::Unexpected(e) => {
+                        Self::Unexpected($crate::error::ErrorBody::unexpected(e))
+                    }
+                }
+            }
+        }
+    )+};
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,24 +281,4 @@ mod tests {
         assert!(!text.contains("10.0.0.3"), "{text}");
         assert!(text.contains("Something went wrong"), "{text}");
     }
-}
-
-/// Implements `From<DependencyError>` for a response enum with `Unavailable` (503) and
-/// `Unexpected` (500) variants that carry `Json<ErrorBody>`.
-#[macro_export]
-macro_rules! dependency_errors {
-    ($($ty:ty),+ $(,)?) => {$(
-        impl ::std::convert::From<$crate::error::DependencyError> for $ty {
-            fn from(err: $crate::error::DependencyError) -> Self {
-                match err {
-                    $crate::error::DependencyError::Unavailable(e) => {
-                        Self::Unavailable($crate::error::ErrorBody::unavailable(e))
-                    }
-                    $crate::error::DependencyError::Unexpected(e) => {
-                        Self::Unexpected($crate::error::ErrorBody::unexpected(e))
-                    }
-                }
-            }
-        }
-    )+};
 }

@@ -89,25 +89,49 @@ async fn bad_tokens_get_401_in_the_json_error_body() {
     let app = client(verifier(&redis, &testing::unique_name("t")));
     let cases = [
         (None, "no token"),
-        (Some(("authorization", "Bearer".to_string())), "empty bearer"),
-        (Some(("authorization", "Basic dXNlcjpwYXNz".to_string())), "basic auth"),
         (
-            Some(("authorization", format!("Bearer {}", sign(&claims(-120), testing::TEST_PRIVATE_KEY, Algorithm::EdDSA)))),
+            Some(("authorization", "Bearer".to_string())),
+            "empty bearer",
+        ),
+        (
+            Some(("authorization", "Basic dXNlcjpwYXNz".to_string())),
+            "basic auth",
+        ),
+        (
+            Some((
+                "authorization",
+                format!(
+                    "Bearer {}",
+                    sign(&claims(-120), testing::TEST_PRIVATE_KEY, Algorithm::EdDSA)
+                ),
+            )),
             "expired",
         ),
         (
-            Some(("authorization", format!("Bearer {}", sign(&claims(600), testing::OTHER_PRIVATE_KEY, Algorithm::EdDSA)))),
+            Some((
+                "authorization",
+                format!(
+                    "Bearer {}",
+                    sign(&claims(600), testing::OTHER_PRIVATE_KEY, Algorithm::EdDSA)
+                ),
+            )),
             "wrong key",
         ),
         (
-            Some(("authorization", format!("Bearer {}", sign(&claims(600), "", Algorithm::HS256)))),
+            Some((
+                "authorization",
+                format!("Bearer {}", sign(&claims(600), "", Algorithm::HS256)),
+            )),
             "HS256 keyed with the public key",
         ),
     ];
     for (header, case) in cases {
         let (status, body) = status_and_body(&app, header).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "case: {case}");
-        assert_eq!(body, r#"{"errors":[{"message":"Not signed in"}]}"#, "case: {case}");
+        assert_eq!(
+            body, r#"{"errors":[{"message":"Not signed in"}]}"#,
+            "case: {case}"
+        );
     }
 }
 
@@ -124,9 +148,15 @@ async fn a_revoked_token_is_refused() {
 
     let client = deadpool_redis::redis::Client::open(redis.as_str()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let () = conn.set_ex(revoked_key(&prefix, &claims.jti), 1, 600).await.unwrap();
+    let () = conn
+        .set_ex(revoked_key(&prefix, &claims.jti), 1, 600)
+        .await
+        .unwrap();
 
-    assert_eq!(status_and_body(&app, header()).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        status_and_body(&app, header()).await.0,
+        StatusCode::UNAUTHORIZED
+    );
 }
 
 #[tokio::test]
@@ -134,7 +164,8 @@ async fn redis_down_answers_503_not_401() {
     let closed = format!("redis://127.0.0.1:{}", testing::free_port());
     let app = client(verifier(&closed, "t:"));
     let token = sign(&claims(600), testing::TEST_PRIVATE_KEY, Algorithm::EdDSA);
-    let (status, body) = status_and_body(&app, Some(("authorization", format!("Bearer {token}")))).await;
+    let (status, body) =
+        status_and_body(&app, Some(("authorization", format!("Bearer {token}")))).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(body.contains("temporarily unavailable"), "{body}");
 }

@@ -16,5 +16,12 @@ pub fn settings(src: &dyn Source) -> Result<CommonSettings, ConfigError> {
 pub async fn build(settings: &CommonSettings) -> anyhow::Result<startup::Application> {
     let infra = Infra::connect(settings).await?;
     let title = "Ticketing expiration";
-    startup::launch(settings, &infra, (), title, "Timers that end unpaid reservations.").await
+    startup::launch(
+        settings,
+        &infra,
+        (),
+        title,
+        "Timers that end unpaid reservations.",
+    )
+    .await
 }

@@ -16,5 +16,12 @@ pub fn settings(src: &dyn Source) -> Result<CommonSettings, ConfigError> {
 pub async fn build(settings: &CommonSettings) -> anyhow::Result<startup::Application> {
     let infra = Infra::connect(settings).await?;
     let title = "Ticketing orders";
-    startup::launch(settings, &infra, (), title, "Reservations and order history.").await
+    startup::launch(
+        settings,
+        &infra,
+        (),
+        title,
+        "Reservations and order history.",
+    )
+    .await
 }

@@ -7,7 +7,13 @@ async fn serves_health_ready_metrics_and_docs() {
     let base = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
     let client = reqwest::Client::new();
-    for path in ["/health", "/ready", "/metrics", "/api/payments/docs", "/api/payments/openapi.json"] {
+    for path in [
+        "/health",
+        "/ready",
+        "/metrics",
+        "/api/payments/docs",
+        "/api/payments/openapi.json",
+    ] {
         let resp = client.get(format!("{base}{path}")).send().await.unwrap();
         assert_eq!(resp.status(), reqwest::StatusCode::OK, "{path}");
     }
