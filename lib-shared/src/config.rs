@@ -120,6 +120,12 @@ pub struct CommonSettings {
     pub jwt_public_key: String,
     pub log_format: LogFormat,
     pub shutdown_timeout: Duration,
+    /// This instance's consumer name in its service's consumer groups.
+    pub instance: String,
+    /// Unacknowledged events idle this long are retried or taken over.
+    pub event_claim_idle: Duration,
+    /// How often the outbox relay looks for events that were not published at once.
+    pub outbox_relay_every: Duration,
 }
 
 impl CommonSettings {
@@ -141,6 +147,11 @@ impl CommonSettings {
             jwt_public_key: pem(src, "JWT_PUBLIC_KEY")?,
             log_format: parsed_or(src, "LOG_FORMAT", LogFormat::Pretty)?,
             shutdown_timeout: Duration::from_secs(10),
+            instance: src
+                .get("HOSTNAME")
+                .unwrap_or_else(|| format!("{service}-{}", uuid::Uuid::new_v4().simple())),
+            event_claim_idle: Duration::from_secs(30),
+            outbox_relay_every: Duration::from_secs(1),
         })
     }
 }

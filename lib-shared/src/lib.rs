@@ -4,11 +4,17 @@
 pub mod auth;
 pub mod body;
 pub mod body_limit;
+pub mod bus;
 pub mod config;
 pub mod error;
+pub mod events;
+pub mod ids;
 pub mod infra;
+pub mod locks;
 pub mod metrics;
+pub mod money;
 pub mod ops;
+pub mod outbox;
 pub mod startup;
 pub mod telemetry;
 pub mod types;

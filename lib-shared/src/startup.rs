@@ -18,9 +18,11 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     auth::AuthVerifier,
     body_limit::BodyLimit,
+    bus::Publisher,
     config::CommonSettings,
     error::{ErrorBody, JsonErrors},
     infra,
+    locks::Locks,
     metrics::{Metrics, TrackRequests},
     ops::{OpsApi, Readiness},
 };
@@ -33,6 +35,11 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub struct Infra {
     pub mongo: Database,
     pub redis: Pool,
+    /// For connections that must not share the pool's short response timeout.
+    pub redis_client: deadpool_redis::redis::Client,
+    pub prefix: String,
+    pub publisher: Publisher,
+    pub locks: Locks,
     pub verifier: AuthVerifier,
     pub metrics: Arc<Metrics>,
     pub readiness: Readiness,
@@ -44,6 +51,9 @@ impl Infra {
     pub async fn connect(settings: &CommonSettings) -> anyhow::Result<Self> {
         let mongo = infra::mongo(settings).await?;
         let redis = infra::redis(settings)?;
+        let redis_client = deadpool_redis::redis::Client::open(settings.redis_url.expose())
+            .context("REDIS_URL is not a valid Redis URL")?;
+        let prefix = settings.redis_prefix.clone();
         let verifier = AuthVerifier::new(
             &settings.jwt_public_key,
             redis.clone(),
@@ -51,8 +61,12 @@ impl Infra {
         )?;
         Ok(Self {
             readiness: Readiness::new(mongo.clone(), redis.clone()),
+            publisher: Publisher::new(redis.clone(), prefix.clone()),
+            locks: Locks::new(redis.clone(), prefix.clone()),
             mongo,
             redis,
+            redis_client,
+            prefix,
             verifier,
             metrics: Arc::new(Metrics::new(settings.service)),
             shutdown: CancellationToken::new(),

@@ -53,6 +53,9 @@ pub fn settings(service: &'static str, redis_url: Option<String>) -> CommonSetti
         jwt_public_key: TEST_PUBLIC_KEY.into(),
         log_format: LogFormat::Pretty,
         shutdown_timeout: Duration::from_secs(1),
+        instance: unique_name(service),
+        event_claim_idle: Duration::from_millis(300),
+        outbox_relay_every: Duration::from_millis(100),
     }
 }
 

@@ -1,0 +1,117 @@
+//! The transactional outbox: events are written into the changed document itself, in the
+//! same single-document update as the change (atomic even on a standalone MongoDB), then
+//! relayed to Redis and removed. A crash between the write and the publish only delays
+//! the event until the relay finds it.
+
+use std::time::Duration;
+
+use futures::TryStreamExt;
+use mongodb::{
+    Database,
+    bson::{self, Bson, Document, doc, oid::ObjectId},
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::{bus::Publisher, error::DependencyError, events::Envelope};
+
+pub const FIELD: &str = "outbox";
+
+/// The `$push` that adds events to a document's outbox; merge it into the update.
+pub fn push(events: &[Envelope]) -> Document {
+    let events: Vec<Bson> = events
+        .iter()
+        .map(|e| bson::to_bson(e).expect("envelopes serialize to BSON"))
+        .collect();
+    doc! { FIELD: { "$each": events } }
+}
+
+#[derive(Clone)]
+pub struct Outbox {
+    db: Database,
+    publisher: Publisher,
+    collections: Vec<&'static str>,
+}
+
+impl Outbox {
+    pub fn new(db: Database, publisher: Publisher, collections: &[&'static str]) -> Self {
+        Self {
+            db,
+            publisher,
+            collections: collections.to_vec(),
+        }
+    }
+
+    /// Publishes events just written with a document, then clears them from it. On
+    /// failure the relay publishes them later.
+    pub async fn flush(&self, collection: &str, id: ObjectId, events: &[Envelope]) {
+        if let Err(e) = self.publish_and_clear(collection, id, events).await {
+            tracing::warn!(%collection, %id, error = %e, "outbox flush failed; the relay will retry");
+        }
+    }
+
+    async fn publish_and_clear(
+        &self,
+        collection: &str,
+        id: ObjectId,
+        events: &[Envelope],
+    ) -> Result<(), DependencyError> {
+        for event in events {
+            self.publisher.publish(event).await?;
+        }
+        let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
+        self.db
+            .collection::<Document>(collection)
+            .update_one(
+                doc! { "_id": id },
+                doc! { "$pull": { FIELD: { "id": { "$in": ids } } } },
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Publishes every event still waiting in any document; returns how many.
+    pub async fn relay_once(&self) -> Result<usize, DependencyError> {
+        let mut published = 0;
+        for collection in &self.collections {
+            let mut cursor = self
+                .db
+                .collection::<Document>(collection)
+                .find(doc! { format!("{FIELD}.0"): { "$exists": true } })
+                .projection(doc! { FIELD: 1 })
+                .limit(500)
+                .await?;
+            while let Some(document) = cursor.try_next().await? {
+                let Ok(id) = document.get_object_id("_id") else {
+                    continue;
+                };
+                let events: Vec<Envelope> = match document.get_array(FIELD) {
+                    Ok(items) => items
+                        .iter()
+                        .filter_map(|b| bson::from_bson(b.clone()).ok())
+                        .collect(),
+                    Err(_) => continue,
+                };
+                self.publish_and_clear(collection, id, &events).await?;
+                published += events.len();
+            }
+        }
+        Ok(published)
+    }
+
+    /// Relays on start-up and then every `period` until shutdown.
+    pub fn spawn_relay(self, period: Duration, shutdown: CancellationToken) {
+        tokio::spawn(async move {
+            loop {
+                match self.relay_once().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(events = n, "outbox relay published waiting events"),
+                    Err(e) => tracing::warn!(error = %e, "outbox relay failed; will retry"),
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(period) => {}
+                    _ = shutdown.cancelled() => return,
+                }
+            }
+        });
+    }
+}

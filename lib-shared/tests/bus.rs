@@ -1,0 +1,244 @@
+//! The stream bus and the outbox against a real Redis and MongoDB-wire server.
+
+use std::{sync::Arc, time::Duration};
+
+use deadpool_redis::redis::{AsyncCommands, streams::StreamRangeReply};
+use lib_shared::{
+    bus::{ConsumerConfig, Handler, Publisher, spawn_consumer},
+    events::{Envelope, ExpirationComplete, stream_key},
+    outbox::{self, Outbox},
+    testing,
+};
+use mongodb::bson::{doc, oid::ObjectId};
+use tokio_util::sync::CancellationToken;
+
+struct Counting {
+    seen: Arc<std::sync::Mutex<Vec<String>>>,
+    fail: bool,
+}
+
+impl Handler for Counting {
+    async fn handle(&self, event: &Envelope) -> anyhow::Result<()> {
+        let payload: ExpirationComplete = event.decode()?;
+        self.seen.lock().unwrap().push(payload.order_id);
+        anyhow::ensure!(!self.fail, "handler refuses everything");
+        Ok(())
+    }
+}
+
+struct Setup {
+    settings: lib_shared::config::CommonSettings,
+    pool: deadpool_redis::Pool,
+    client: deadpool_redis::redis::Client,
+    publisher: Publisher,
+    shutdown: CancellationToken,
+}
+
+fn setup() -> Setup {
+    let settings = testing::settings("bus", None);
+    let pool = lib_shared::infra::redis(&settings).unwrap();
+    let client = deadpool_redis::redis::Client::open(settings.redis_url.expose()).unwrap();
+    Setup {
+        publisher: Publisher::new(pool.clone(), settings.redis_prefix.clone()),
+        settings,
+        pool,
+        client,
+        shutdown: CancellationToken::new(),
+    }
+}
+
+impl Setup {
+    fn config(&self, consumer: &str) -> ConsumerConfig {
+        let mut c = ConsumerConfig::new(
+            "svc",
+            consumer,
+            &self.settings.redis_prefix,
+            &["expiration:complete"],
+        );
+        c.claim_idle = Duration::from_millis(200);
+        c.block = Duration::from_millis(200);
+        c
+    }
+
+    fn start(&self, consumer: &str, fail: bool) -> Arc<std::sync::Mutex<Vec<String>>> {
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let handler = Arc::new(Counting {
+            seen: seen.clone(),
+            fail,
+        });
+        spawn_consumer(
+            self.client.clone(),
+            self.pool.clone(),
+            self.config(consumer),
+            handler,
+            self.shutdown.clone(),
+        );
+        seen
+    }
+
+    async fn publish(&self, order_id: &str) {
+        self.publisher
+            .publish(&Envelope::new(&ExpirationComplete {
+                order_id: order_id.into(),
+            }))
+            .await
+            .unwrap();
+    }
+
+    fn stream(&self, subject: &str) -> String {
+        stream_key(&self.settings.redis_prefix, subject)
+    }
+
+    async fn pending(&self) -> usize {
+        let mut conn = self.pool.get().await.unwrap();
+        let reply: deadpool_redis::redis::streams::StreamPendingReply = conn
+            .xpending(self.stream("expiration:complete"), "svc")
+            .await
+            .unwrap();
+        reply.count()
+    }
+
+    async fn entries(&self, subject: &str) -> StreamRangeReply {
+        let mut conn = self.pool.get().await.unwrap();
+        conn.xrange_all(self.stream(subject)).await.unwrap()
+    }
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    for _ in 0..100 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+#[tokio::test]
+async fn published_events_are_handled_once_and_acknowledged() {
+    let s = setup();
+    s.publish("before-start").await;
+    let seen = s.start("a", false);
+    s.publish("after-start").await;
+    eventually("both handled", async || seen.lock().unwrap().len() == 2).await;
+    eventually("nothing pending", async || s.pending().await == 0).await;
+    assert_eq!(*seen.lock().unwrap(), vec!["before-start", "after-start"]);
+    let entry = &s.entries("expiration:complete").await.ids[0];
+    for field in ["id", "type", "occurredAt", "data"] {
+        assert!(entry.map.contains_key(field), "{field}");
+    }
+}
+
+#[tokio::test]
+async fn an_entry_read_by_a_dead_consumer_is_handled_by_another() {
+    let s = setup();
+    {
+        // A consumer that reads and dies before acknowledging.
+        let mut conn = s.pool.get().await.unwrap();
+        let stream = s.stream("expiration:complete");
+        let _: () = conn
+            .xgroup_create_mkstream(&stream, "svc", "0")
+            .await
+            .unwrap();
+        s.publish("orphan").await;
+        let opts =
+            deadpool_redis::redis::streams::StreamReadOptions::default().group("svc", "dead");
+        let read: deadpool_redis::redis::streams::StreamReadReply =
+            conn.xread_options(&[&stream], &[">"], &opts).await.unwrap();
+        assert_eq!(read.keys[0].ids.len(), 1);
+    }
+    assert_eq!(s.pending().await, 1);
+    let seen = s.start("alive", false);
+    eventually("reclaimed and handled", async || {
+        seen.lock().unwrap().len() == 1
+    })
+    .await;
+    eventually("acknowledged", async || s.pending().await == 0).await;
+}
+
+#[tokio::test]
+async fn a_handler_that_always_fails_ends_in_the_dead_letter_stream() {
+    let s = setup();
+    let seen = s.start("a", true);
+    s.publish("poison").await;
+    eventually("dead-lettered", async || {
+        !s.entries("dead-letter").await.ids.is_empty()
+    })
+    .await;
+    eventually("acknowledged", async || s.pending().await == 0).await;
+    assert_eq!(seen.lock().unwrap().len(), 5, "delivered exactly 5 times");
+    let letter = &s.entries("dead-letter").await.ids[0];
+    let text =
+        |f: &str| deadpool_redis::redis::from_redis_value_ref::<String>(&letter.map[f]).unwrap();
+    assert_eq!(text("type"), "expiration:complete");
+    assert_eq!(text("deliveries"), "5");
+    assert!(text("error").contains("refuses everything"));
+    assert!(text("data").contains("poison"));
+}
+
+#[tokio::test]
+async fn malformed_entries_are_dead_lettered_at_once() {
+    let s = setup();
+    let seen = s.start("a", false);
+    let mut conn = s.pool.get().await.unwrap();
+    let _: String = conn
+        .xadd(s.stream("expiration:complete"), "*", &[("junk", "1")])
+        .await
+        .unwrap();
+    eventually("dead-lettered", async || {
+        !s.entries("dead-letter").await.ids.is_empty()
+    })
+    .await;
+    assert!(seen.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn the_outbox_relay_publishes_events_left_in_documents() {
+    let s = setup();
+    let (mongo_uri, _) = testing::test_servers();
+    let client = mongodb::Client::with_uri_str(&mongo_uri).await.unwrap();
+    let db = client.database(&testing::unique_name("outbox"));
+    let event = Envelope::new(&ExpirationComplete {
+        order_id: "from-outbox".into(),
+    });
+    let id = ObjectId::new();
+    // The state write happened; the process died before publishing.
+    let mut document = doc! { "_id": id, "status": "cancelled" };
+    document.insert(
+        "outbox",
+        outbox::push(std::slice::from_ref(&event))
+            .get_document("outbox")
+            .unwrap()
+            .get_array("$each")
+            .unwrap()
+            .clone(),
+    );
+    db.collection("orders").insert_one(document).await.unwrap();
+
+    let relay = Outbox::new(db.clone(), s.publisher.clone(), &["orders"]);
+    assert_eq!(relay.relay_once().await.unwrap(), 1);
+
+    let entries = s.entries("expiration:complete").await;
+    assert_eq!(entries.ids.len(), 1);
+    let published_id =
+        deadpool_redis::redis::from_redis_value_ref::<String>(&entries.ids[0].map["id"]).unwrap();
+    assert_eq!(published_id, event.id, "the stored event id is kept");
+    let stored = db
+        .collection::<mongodb::bson::Document>("orders")
+        .find_one(doc! {"_id": id})
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(stored.get_array("outbox").unwrap().is_empty());
+    assert_eq!(
+        relay.relay_once().await.unwrap(),
+        0,
+        "nothing published twice"
+    );
+}
