@@ -148,7 +148,13 @@ impl<E: Endpoint> Endpoint for JsonErrorsEndpoint<E> {
 
 fn error_response(err: poem::Error) -> Response {
     let status = err.status();
-    let message = client_message(&err, status);
+    let (message, field) = match err.downcast_ref::<poem_openapi::error::ParseParamError>() {
+        Some(p) => (
+            format!("Invalid {}: {}", p.name, p.reason),
+            Some(p.name.to_string()),
+        ),
+        None => (client_message(&err, status), None),
+    };
     let resp = err.into_response();
     let is_json = resp
         .headers()
@@ -160,10 +166,7 @@ fn error_response(err: poem::Error) -> Response {
     }
     let (parts, _) = resp.into_parts();
     let mut out = Json(ErrorBody {
-        errors: vec![ErrorItem {
-            message,
-            field: None,
-        }],
+        errors: vec![ErrorItem { message, field }],
     })
     .with_status(status)
     .into_response();

@@ -40,6 +40,9 @@ pub struct Readiness {
     pub mongo: Database,
     pub redis: Pool,
     pub started: Arc<AtomicBool>,
+    /// A Redis key that must exist for the service to be ready: it marks start-up work
+    /// kept in Redis (such as rebuilt locks), which a Redis that lost its data lacks.
+    pub redis_marker: Option<String>,
 }
 
 impl Readiness {
@@ -48,6 +51,7 @@ impl Readiness {
             mongo,
             redis,
             started: Arc::new(AtomicBool::new(true)),
+            redis_marker: None,
         }
     }
 }
@@ -55,6 +59,20 @@ impl Readiness {
 pub struct OpsApi {
     pub readiness: Readiness,
     pub metrics: Arc<Metrics>,
+}
+
+impl OpsApi {
+    async fn marker_present(&self) -> bool {
+        let Some(key) = &self.readiness.redis_marker else {
+            return true;
+        };
+        let Ok(mut conn) = self.readiness.redis.get().await else {
+            return false;
+        };
+        deadpool_redis::redis::AsyncCommands::exists(&mut conn, key)
+            .await
+            .unwrap_or(false)
+    }
 }
 
 #[OpenApi(tag = "OpsTags::Operations")]
@@ -79,7 +97,8 @@ impl OpsApi {
         if redis.is_err() {
             errors.push("Redis is not answering");
         }
-        if errors.is_empty() && !r.started.load(Ordering::Acquire) {
+        if errors.is_empty() && (!r.started.load(Ordering::Acquire) || !self.marker_present().await)
+        {
             errors.push("Still starting");
         }
         if errors.is_empty() {

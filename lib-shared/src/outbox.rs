@@ -16,6 +16,10 @@ use crate::{bus::Publisher, error::DependencyError, events::Envelope};
 
 pub const FIELD: &str = "outbox";
 
+/// Events younger than this are left to the writer's own flush, so the relay does not
+/// publish them a second time while that flush is under way.
+pub const RELAY_GRACE: Duration = Duration::from_secs(1);
+
 /// The `$push` that adds events to a document's outbox; merge it into the update.
 pub fn push(events: &[Envelope]) -> Document {
     let events: Vec<Bson> = events
@@ -69,14 +73,22 @@ impl Outbox {
         Ok(())
     }
 
-    /// Publishes every event still waiting in any document; returns how many.
+    /// Publishes every event waiting longer than `RELAY_GRACE`; returns how many.
     pub async fn relay_once(&self) -> Result<usize, DependencyError> {
+        self.relay_older_than(RELAY_GRACE).await
+    }
+
+    /// Publishes every event waiting longer than `age` in any document.
+    pub async fn relay_older_than(&self, age: Duration) -> Result<usize, DependencyError> {
+        // occurredAt is fixed-width RFC 3339 in UTC, so text order is time order.
+        let cutoff =
+            (chrono::Utc::now() - age).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let mut published = 0;
         for collection in &self.collections {
             let mut cursor = self
                 .db
                 .collection::<Document>(collection)
-                .find(doc! { format!("{FIELD}.0"): { "$exists": true } })
+                .find(doc! { format!("{FIELD}.0.occurredAt"): { "$lt": cutoff.as_str() } })
                 .projection(doc! { FIELD: 1 })
                 .limit(500)
                 .await?;

@@ -124,3 +124,69 @@ impl Drop for RedisServer {
         self.stop();
     }
 }
+
+/// A token for `user_id` signed with the test key, as the auth service would issue it.
+pub fn token_for(user_id: &str) -> String {
+    let now = chrono::Utc::now().timestamp();
+    let claims = crate::auth::Claims {
+        sub: user_id.to_string(),
+        email: format!("{user_id}@example.com"),
+        iat: now,
+        exp: now + 3600,
+        jti: uuid::Uuid::new_v4().to_string(),
+        iss: crate::auth::ISSUER.into(),
+        aud: crate::auth::AUDIENCE.into(),
+    };
+    let key = jsonwebtoken::EncodingKey::from_ed_pem(TEST_PRIVATE_KEY.as_bytes())
+        .expect("test key is valid");
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(crate::auth::ALGORITHM),
+        &claims,
+        &key,
+    )
+    .expect("signing a test token")
+}
+
+/// A new user id (an ObjectId, as the auth service assigns).
+pub fn new_user_id() -> String {
+    mongodb::bson::oid::ObjectId::new().to_hex()
+}
+
+/// The events published on one subject under `prefix`, oldest first.
+pub async fn published(
+    pool: &deadpool_redis::Pool,
+    prefix: &str,
+    subject: &str,
+) -> Vec<crate::events::Envelope> {
+    use deadpool_redis::redis::{AsyncCommands, from_redis_value_ref, streams::StreamRangeReply};
+    let mut conn = pool.get().await.expect("redis connection");
+    let reply: StreamRangeReply = conn
+        .xrange_all(crate::events::stream_key(prefix, subject))
+        .await
+        .expect("XRANGE");
+    reply
+        .ids
+        .iter()
+        .map(|e| {
+            let f = |name: &str| from_redis_value_ref::<String>(&e.map[name]).expect("field");
+            crate::events::Envelope {
+                id: f("id"),
+                kind: f("type"),
+                occurred_at: f("occurredAt"),
+                data: f("data"),
+            }
+        })
+        .collect()
+}
+
+/// Polls `check` every 25 ms for up to `secs` seconds; panics naming `what` if it never holds.
+pub async fn eventually(what: &str, secs: u64, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("timed out after {secs}s waiting for: {what}");
+}

@@ -1,27 +1,19 @@
-//! The tickets service. Ticket listings and their sale status.
+//! The tickets service: listings, their sale status driven by order events, and the
+//! ticket locks rebuilt from its records when Redis loses them.
 
-use lib_shared::{
-    config::{CommonSettings, ConfigError, Source},
-    startup::{self, Infra},
-};
+pub mod consumer;
+pub mod domain;
+pub mod lock_rebuild;
+pub mod routes;
+pub mod startup;
+pub mod store;
+
+use lib_shared::config::{CommonSettings, ConfigError, Source};
+pub use startup::Application;
 
 pub const SERVICE: &str = "tickets";
 pub const DEFAULT_PORT: u16 = 3002;
 
 pub fn settings(src: &dyn Source) -> Result<CommonSettings, ConfigError> {
     CommonSettings::from_source(src, SERVICE, DEFAULT_PORT)
-}
-
-/// For now the operational endpoints only: health, readiness, metrics and docs.
-pub async fn build(settings: &CommonSettings) -> anyhow::Result<startup::Application> {
-    let infra = Infra::connect(settings).await?;
-    let title = "Ticketing tickets";
-    startup::launch(
-        settings,
-        &infra,
-        (),
-        title,
-        "Ticket listings and their sale status.",
-    )
-    .await
 }

@@ -1,10 +1,11 @@
 use lib_shared::{config::Env, startup::exit_on_config_error, telemetry};
+use svc_tickets::{Application, settings};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let settings = exit_on_config_error(svc_tickets::settings(&Env));
+    let settings = exit_on_config_error(settings(&Env));
     telemetry::init(settings.log_format);
-    let app = svc_tickets::build(&settings).await?;
+    let app = Application::build(settings).await?;
     tracing::info!(port = app.port(), "tickets service listening");
     app.run_until_stopped().await
 }

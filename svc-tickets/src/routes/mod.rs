@@ -1,0 +1,3 @@
+mod tickets;
+
+pub use tickets::{Ticket, TicketsApi, view};

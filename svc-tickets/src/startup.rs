@@ -1,0 +1,93 @@
+use std::{sync::Arc, time::Duration};
+
+use deadpool_redis::Pool;
+use lib_shared::{
+    bus::{ConsumerConfig, spawn_consumer},
+    config::CommonSettings,
+    locks::Locks,
+    ops::Readiness,
+    outbox::Outbox,
+    startup::{self, Infra},
+};
+use mongodb::Database;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    SERVICE,
+    consumer::{OrderEvents, SUBJECTS},
+    lock_rebuild,
+    routes::TicketsApi,
+    store::{self, COLLECTION},
+};
+
+/// What handlers and background tasks share.
+pub struct State {
+    pub db: Database,
+    pub redis: Pool,
+    pub prefix: String,
+    pub outbox: Outbox,
+    pub locks: Locks,
+    pub readiness: Readiness,
+    pub shutdown: CancellationToken,
+}
+
+pub struct Application {
+    inner: startup::Application,
+    pub state: Arc<State>,
+}
+
+impl Application {
+    pub async fn build(settings: CommonSettings) -> anyhow::Result<Self> {
+        let mut infra = Infra::connect(&settings).await?;
+        infra.readiness.redis_marker = Some(lock_rebuild::marker(&infra.prefix));
+        let outbox = Outbox::new(infra.mongo.clone(), infra.publisher.clone(), &[COLLECTION]);
+        let state = Arc::new(State {
+            db: infra.mongo.clone(),
+            redis: infra.redis.clone(),
+            prefix: infra.prefix.clone(),
+            outbox: outbox.clone(),
+            locks: infra.locks.clone(),
+            readiness: infra.readiness.clone(),
+            shutdown: infra.shutdown.clone(),
+        });
+        if let Err(e) = store::ensure_indexes(&state.db).await {
+            tracing::warn!(error = %e, "creating indexes failed; listing works without them");
+        }
+        // Locks first: the service is not ready until they are in place.
+        if lock_rebuild::ensure_locks(&state).await.is_err() {
+            state
+                .readiness
+                .started
+                .store(false, std::sync::atomic::Ordering::Release);
+        }
+        lock_rebuild::spawn_watch(state.clone(), Duration::from_secs(1));
+        outbox.spawn_relay(settings.outbox_relay_every, infra.shutdown.clone());
+        let mut consumer =
+            ConsumerConfig::new(SERVICE, &settings.instance, &infra.prefix, SUBJECTS);
+        consumer.claim_idle = settings.event_claim_idle;
+        spawn_consumer(
+            infra.redis_client.clone(),
+            infra.redis.clone(),
+            consumer,
+            Arc::new(OrderEvents {
+                state: state.clone(),
+            }),
+            infra.shutdown.clone(),
+        );
+        let api = TicketsApi {
+            state: state.clone(),
+        };
+        let description = "Ticket listings and their sale status.";
+        let inner =
+            startup::launch(&settings, &infra, api, "Ticketing tickets", description).await?;
+        Ok(Self { inner, state })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.inner.port()
+    }
+
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.inner.run_until_stopped().await
+    }
+}

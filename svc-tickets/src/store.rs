@@ -1,0 +1,224 @@
+//! Tickets in MongoDB. Every change is one single-document update guarded by the
+//! version it was computed from, with its `ticket:*` event pushed into the same document's
+//! outbox, so a change and its event are never separated.
+
+use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
+use lib_shared::{
+    error::DependencyError,
+    events::{Envelope, TicketCreated, TicketUpdated},
+    money::Price,
+    outbox::{self, Outbox},
+};
+use mongodb::{
+    Collection, Database, IndexModel,
+    bson::{self, Document, doc, oid::ObjectId},
+};
+use serde::{Deserialize, Serialize};
+
+pub const COLLECTION: &str = "tickets";
+
+pub const AVAILABLE: &str = "available";
+pub const RESERVED: &str = "reserved";
+pub const SOLD: &str = "sold";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TicketRecord {
+    #[serde(rename = "_id")]
+    pub id: ObjectId,
+    pub title: String,
+    pub price_cents: i64,
+    pub currency: String,
+    pub user_id: String,
+    pub status: String,
+    pub order_id: Option<String>,
+    /// When the reserving order's window ends; lets the lock be rebuilt with its TTL.
+    #[serde(with = "bson::serde_helpers::chrono_datetime_as_bson_datetime_optional")]
+    #[serde(default)]
+    pub reserved_until: Option<DateTime<Utc>>,
+    pub version: i64,
+    #[serde(with = "bson::serde_helpers::chrono_datetime_as_bson_datetime")]
+    pub created_at: DateTime<Utc>,
+    #[serde(with = "bson::serde_helpers::chrono_datetime_as_bson_datetime")]
+    pub updated_at: DateTime<Utc>,
+}
+
+impl TicketRecord {
+    pub fn price(&self) -> Price {
+        Price::from_cents(self.price_cents).expect("stored prices are valid")
+    }
+
+    pub fn id_hex(&self) -> String {
+        self.id.to_hex()
+    }
+
+    fn updated_event(&self) -> Envelope {
+        Envelope::new(&TicketUpdated {
+            id: self.id_hex(),
+            version: self.version,
+            title: self.title.clone(),
+            price: self.price(),
+            user_id: self.user_id.clone(),
+            status: self.status.clone(),
+            order_id: self.order_id.clone(),
+        })
+    }
+}
+
+/// MongoDB keeps milliseconds; truncating first makes answers equal what is stored.
+pub fn now() -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).unwrap_or_else(Utc::now)
+}
+
+fn tickets(db: &Database) -> Collection<TicketRecord> {
+    db.collection(COLLECTION)
+}
+
+pub async fn ensure_indexes(db: &Database) -> Result<(), DependencyError> {
+    let indexes = [
+        doc! { "status": 1, "_id": -1 },
+        doc! { "userId": 1, "_id": -1 },
+    ]
+    .map(|keys| IndexModel::builder().keys(keys).build());
+    tickets(db).create_indexes(indexes).await?;
+    Ok(())
+}
+
+pub async fn insert(
+    db: &Database,
+    outbox: &Outbox,
+    ticket: &TicketRecord,
+) -> Result<(), DependencyError> {
+    let event = Envelope::new(&TicketCreated {
+        id: ticket.id_hex(),
+        version: ticket.version,
+        title: ticket.title.clone(),
+        price: ticket.price(),
+        user_id: ticket.user_id.clone(),
+    });
+    let mut document =
+        bson::to_document(ticket).map_err(|e| DependencyError::Unexpected(e.into()))?;
+    document.insert(
+        outbox::FIELD,
+        vec![bson::to_bson(&event).expect("event to BSON")],
+    );
+    db.collection::<Document>(COLLECTION)
+        .insert_one(document)
+        .await?;
+    outbox.flush(COLLECTION, ticket.id, &[event]).await;
+    Ok(())
+}
+
+pub async fn find(db: &Database, id: ObjectId) -> Result<Option<TicketRecord>, DependencyError> {
+    Ok(tickets(db).find_one(doc! { "_id": id }).await?)
+}
+
+/// Filters of the listing.
+pub struct ListQuery {
+    pub status: Option<&'static str>,
+    pub user_id: Option<String>,
+    pub text: Option<String>,
+    pub before: Option<ObjectId>,
+    pub limit: u32,
+}
+
+/// Newest first; one more than `limit` is fetched to know whether a next page exists.
+pub async fn list(db: &Database, q: &ListQuery) -> Result<Vec<TicketRecord>, DependencyError> {
+    let mut filter = Document::new();
+    if let Some(status) = q.status {
+        filter.insert("status", status);
+    }
+    if let Some(user) = &q.user_id {
+        filter.insert("userId", user);
+    }
+    if let Some(text) = &q.text {
+        filter.insert(
+            "title",
+            doc! { "$regex": escape_regex(text), "$options": "i" },
+        );
+    }
+    if let Some(before) = q.before {
+        filter.insert("_id", doc! { "$lt": before });
+    }
+    let cursor = tickets(db)
+        .find(filter)
+        .sort(doc! { "_id": -1 })
+        .limit(i64::from(q.limit) + 1)
+        .await?;
+    Ok(cursor.try_collect().await?)
+}
+
+fn escape_regex(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() * 2);
+    for c in text.chars() {
+        if "\\^$.|?*+()[]{}-/".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// What a change function decided for the ticket as it is now.
+pub enum Decision {
+    /// Leave the ticket as it is (a duplicate or stale event, or a refused edit).
+    Keep,
+    Change(TicketRecord),
+}
+
+pub enum Outcome {
+    Kept(TicketRecord),
+    Changed(TicketRecord),
+    NotFound,
+    /// Another change won the race (only when `retry` is false).
+    Conflict,
+}
+
+/// Applies `decide` to the current ticket and stores the result only if nobody changed
+/// the ticket meanwhile; with `retry`, re-reads and decides again after losing a race.
+pub async fn change(
+    db: &Database,
+    outbox: &Outbox,
+    id: ObjectId,
+    retry: bool,
+    mut decide: impl FnMut(&TicketRecord) -> Decision,
+) -> Result<Outcome, DependencyError> {
+    for _ in 0..20 {
+        let Some(current) = find(db, id).await? else {
+            return Ok(Outcome::NotFound);
+        };
+        let mut next = match decide(&current) {
+            Decision::Keep => return Ok(Outcome::Kept(current)),
+            Decision::Change(next) => next,
+        };
+        next.version = current.version + 1;
+        next.updated_at = now();
+        let event = next.updated_event();
+        let mut set =
+            bson::to_document(&next).map_err(|e| DependencyError::Unexpected(e.into()))?;
+        set.remove("_id");
+        let update = doc! { "$set": set, "$push": outbox::push(std::slice::from_ref(&event)) };
+        let result = tickets(db)
+            .update_one(doc! { "_id": id, "version": current.version }, update)
+            .await?;
+        if result.matched_count == 1 {
+            outbox.flush(COLLECTION, id, &[event]).await;
+            return Ok(Outcome::Changed(next));
+        }
+        if !retry {
+            return Ok(Outcome::Conflict);
+        }
+    }
+    Err(DependencyError::Unexpected(anyhow::anyhow!(
+        "ticket {id} kept changing under concurrent updates"
+    )))
+}
+
+/// Reserved and sold tickets, for rebuilding their locks.
+pub async fn held(db: &Database) -> Result<Vec<TicketRecord>, DependencyError> {
+    let cursor = tickets(db)
+        .find(doc! { "status": { "$in": [RESERVED, SOLD] } })
+        .await?;
+    Ok(cursor.try_collect().await?)
+}

@@ -1,0 +1,6 @@
+mod create;
+mod events;
+mod helpers;
+mod list;
+mod locks;
+mod update;
