@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use deadpool_redis::{Pool, PoolConfig, Runtime, Timeouts};
+use deadpool_redis::{Manager, Pool, Runtime, redis::AsyncConnectionConfig};
 use mongodb::{Client, Database, bson::doc, options::ClientOptions};
 
 use crate::config::CommonSettings;
@@ -24,19 +24,21 @@ pub async fn mongo(settings: &CommonSettings) -> anyhow::Result<Database> {
 }
 
 pub fn redis(settings: &CommonSettings) -> anyhow::Result<Pool> {
-    let mut config = deadpool_redis::Config::from_url(settings.redis_url.expose());
-    config.pool = Some(PoolConfig {
-        max_size: 64,
-        timeouts: Timeouts {
-            wait: Some(DEPENDENCY_TIMEOUT),
-            create: Some(DEPENDENCY_TIMEOUT),
-            recycle: Some(DEPENDENCY_TIMEOUT),
-        },
-        ..PoolConfig::default()
-    });
-    config
-        .create_pool(Some(Runtime::Tokio1))
-        .context("REDIS_URL is not a valid Redis URL")
+    // Redis' own default of 500 ms per reply is too tight for a loaded machine; a
+    // dependency that is really down still answers 503 within DEPENDENCY_TIMEOUT.
+    let connection = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(DEPENDENCY_TIMEOUT))
+        .set_response_timeout(Some(DEPENDENCY_TIMEOUT));
+    let manager = Manager::new_with_config(settings.redis_url.expose(), connection)
+        .context("REDIS_URL is not a valid Redis URL")?;
+    Pool::builder(manager)
+        .max_size(32)
+        .wait_timeout(Some(DEPENDENCY_TIMEOUT))
+        .create_timeout(Some(DEPENDENCY_TIMEOUT))
+        .recycle_timeout(Some(DEPENDENCY_TIMEOUT))
+        .runtime(Runtime::Tokio1)
+        .build()
+        .context("building the Redis pool")
 }
 
 pub async fn ping_mongo(db: &Database) -> anyhow::Result<()> {

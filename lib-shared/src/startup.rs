@@ -108,6 +108,37 @@ where
         .boxed()
 }
 
+/// Start-up work that must be done before the service is ready (creating unique
+/// indexes, say): done now if MongoDB answers, else retried every second in the
+/// background while `/ready` answers 503.
+pub async fn prepare<F, Fut>(infra: &Infra, what: &'static str, work: F)
+where
+    F: Fn(Database) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), crate::error::DependencyError>> + Send,
+{
+    if work(infra.mongo.clone()).await.is_ok() {
+        return;
+    }
+    let (db, started, shutdown) = (
+        infra.mongo.clone(),
+        infra.readiness.started.clone(),
+        infra.shutdown.clone(),
+    );
+    started.store(false, std::sync::atomic::Ordering::Release);
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = shutdown.cancelled() => return,
+            }
+            match work(db.clone()).await {
+                Ok(()) => return started.store(true, std::sync::atomic::Ordering::Release),
+                Err(e) => tracing::warn!(error = %e, "{what} failed, will retry"),
+            }
+        }
+    });
+}
+
 /// Serves `api` with the shared stack on the configured port.
 pub async fn launch<T: OpenApi + 'static>(
     settings: &CommonSettings,

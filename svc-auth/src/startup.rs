@@ -1,11 +1,6 @@
-use std::{
-    sync::{Arc, atomic::Ordering},
-    time::Duration,
-};
+use std::sync::Arc;
 
 use lib_shared::startup::{self, Infra};
-use mongodb::Database;
-use tokio_util::sync::CancellationToken;
 
 use crate::{
     accounts::Accounts,
@@ -42,7 +37,11 @@ impl Application {
             cookie_secure: settings.cookie_secure,
             decoy_hash: credentials::decoy_hash().await?,
         });
-        prepare_indexes(&infra).await;
+        // Sign-ups are only trusted once the unique email index exists.
+        startup::prepare(&infra, "creating indexes", async |db| {
+            store::ensure_indexes(&db).await
+        })
+        .await;
         let api = (UsersApi { state: accounts }, KeysApi { jwk });
         let inner = startup::launch(
             common,
@@ -61,33 +60,5 @@ impl Application {
 
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         self.inner.run_until_stopped().await
-    }
-}
-
-/// The unique email index must exist before sign-ups are trusted: build it now, or keep
-/// trying in the background with the service reported not ready until it exists.
-async fn prepare_indexes(infra: &Infra) {
-    if store::ensure_indexes(&infra.mongo).await.is_ok() {
-        return;
-    }
-    let started = infra.readiness.started.clone();
-    started.store(false, Ordering::Release);
-    tokio::spawn(retry_indexes(
-        infra.mongo.clone(),
-        infra.shutdown.clone(),
-        move || started.store(true, Ordering::Release),
-    ));
-}
-
-async fn retry_indexes(db: Database, shutdown: CancellationToken, done: impl FnOnce()) {
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-        }
-        match store::ensure_indexes(&db).await {
-            Ok(()) => return done(),
-            Err(e) => tracing::warn!(error = %e, "creating indexes, will retry"),
-        }
     }
 }

@@ -1,27 +1,14 @@
-//! The orders service. Reservations and order history.
+//! The orders service: reserves a ticket for a buyer by taking its lock, keeps the order
+//! history, and ends orders on expiry, cancellation or payment.
 
-use lib_shared::{
-    config::{CommonSettings, ConfigError, Source},
-    startup::{self, Infra},
-};
+pub mod consumer;
+pub mod reservations;
+pub mod routes;
+pub mod settings;
+pub mod startup;
+pub mod store;
+
+pub use settings::Settings;
+pub use startup::Application;
 
 pub const SERVICE: &str = "orders";
-pub const DEFAULT_PORT: u16 = 3003;
-
-pub fn settings(src: &dyn Source) -> Result<CommonSettings, ConfigError> {
-    CommonSettings::from_source(src, SERVICE, DEFAULT_PORT)
-}
-
-/// For now the operational endpoints only: health, readiness, metrics and docs.
-pub async fn build(settings: &CommonSettings) -> anyhow::Result<startup::Application> {
-    let infra = Infra::connect(settings).await?;
-    let title = "Ticketing orders";
-    startup::launch(
-        settings,
-        &infra,
-        (),
-        title,
-        "Reservations and order history.",
-    )
-    .await
-}

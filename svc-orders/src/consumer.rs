@@ -1,0 +1,72 @@
+//! What orders reacts to: ticket changes (its copy of tickets), expiries and payments.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use lib_shared::{
+    bus::Handler,
+    events::{
+        EXPIRATION_COMPLETE, Envelope, ExpirationComplete, PAYMENT_CREATED, PaymentCreated,
+        TICKET_CREATED, TICKET_UPDATED, TicketCreated, TicketUpdated,
+    },
+    ids::parse_id,
+};
+
+use crate::{
+    reservations::Reservations,
+    store::{self, TicketCopy},
+};
+
+pub const SUBJECTS: &[&str] = &[
+    TICKET_CREATED,
+    TICKET_UPDATED,
+    EXPIRATION_COMPLETE,
+    PAYMENT_CREATED,
+];
+
+pub struct Events {
+    pub reservations: Arc<Reservations>,
+}
+
+impl Handler for Events {
+    async fn handle(&self, event: &Envelope) -> anyhow::Result<()> {
+        match event.kind.as_str() {
+            TICKET_CREATED => {
+                let t: TicketCreated = event.decode()?;
+                let copy = TicketCopy {
+                    id: parse_id(&t.id).context("malformed ticket id")?,
+                    title: t.title,
+                    price_cents: t.price.cents(),
+                    user_id: t.user_id,
+                    status: "available".into(),
+                    version: t.version,
+                };
+                store::apply_ticket(&self.reservations.db, &copy).await?;
+            }
+            TICKET_UPDATED => {
+                let t: TicketUpdated = event.decode()?;
+                let copy = TicketCopy {
+                    id: parse_id(&t.id).context("malformed ticket id")?,
+                    title: t.title,
+                    price_cents: t.price.cents(),
+                    user_id: t.user_id,
+                    status: t.status,
+                    version: t.version,
+                };
+                store::apply_ticket(&self.reservations.db, &copy).await?;
+            }
+            EXPIRATION_COMPLETE => {
+                let e: ExpirationComplete = event.decode()?;
+                let id = parse_id(&e.order_id).context("malformed order id")?;
+                self.reservations.expire(id).await?;
+            }
+            PAYMENT_CREATED => {
+                let p: PaymentCreated = event.decode()?;
+                let id = parse_id(&p.order_id).context("malformed order id")?;
+                self.reservations.complete(id, &p).await?;
+            }
+            other => anyhow::bail!("unexpected event type {other}"),
+        }
+        Ok(())
+    }
+}

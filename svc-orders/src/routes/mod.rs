@@ -1,0 +1,3 @@
+mod orders;
+
+pub use orders::{Order, OrdersApi, view};

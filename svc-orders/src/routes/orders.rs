@@ -1,0 +1,289 @@
+//! Order a ticket, see your orders, cancel one.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use lib_shared::{
+    auth::Authenticated, body::JsonBody, dependency_errors, error::ErrorBody, ids::parse_id,
+    types::Text,
+};
+use mongodb::bson::oid::ObjectId;
+use poem_openapi::{
+    ApiResponse, Enum, Object, OpenApi, Tags,
+    param::{Path, Query},
+    payload::Json,
+};
+
+use crate::{
+    reservations::{Cancelled, CreateError, REASON_USER, Reservations},
+    store::{self, OrderRecord},
+};
+
+#[derive(Tags)]
+enum OrderTags {
+    /// Reservations and order history.
+    Orders,
+}
+
+/// Where an order is in its life.
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+#[oai(rename_all = "lowercase")]
+pub enum OrderStatus {
+    Created,
+    Cancelled,
+    Complete,
+}
+
+/// Which orders to list.
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+#[oai(rename_all = "lowercase")]
+pub enum OrderFilter {
+    Created,
+    Cancelled,
+    Complete,
+    All,
+}
+
+/// Why an order was cancelled.
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+#[oai(rename_all = "lowercase")]
+pub enum CancelReason {
+    User,
+    Expired,
+}
+
+/// The ticket an order is for, as it was when ordered.
+#[derive(Object)]
+pub struct OrderTicket {
+    /// Ticket id.
+    pub id: String,
+    /// Title when ordered.
+    pub title: String,
+    /// Price in dollars when ordered.
+    pub price: f64,
+}
+
+/// An order: the buyer's hold on a ticket, then its outcome.
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct Order {
+    /// Order id.
+    pub id: String,
+    /// The buyer.
+    pub user_id: String,
+    /// `created` while the ticket is held, then `cancelled` or `complete`.
+    pub status: OrderStatus,
+    /// The ticket.
+    pub ticket: OrderTicket,
+    /// When the hold ends unless paid.
+    pub expires_at: DateTime<Utc>,
+    /// When the order was placed.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+    /// When it was cancelled.
+    #[oai(skip_serializing_if_is_none)]
+    pub cancelled_at: Option<DateTime<Utc>>,
+    /// `user` or `expired`.
+    #[oai(skip_serializing_if_is_none)]
+    pub cancel_reason: Option<CancelReason>,
+    /// When it was paid.
+    #[oai(skip_serializing_if_is_none)]
+    pub completed_at: Option<DateTime<Utc>>,
+    /// The payment that completed it.
+    #[oai(skip_serializing_if_is_none)]
+    pub payment_id: Option<String>,
+    /// Bumped by every change.
+    pub version: i64,
+}
+
+/// A page of orders, newest first.
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct OrderPage {
+    /// The orders on this page.
+    pub items: Vec<Order>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// The ticket to order.
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct NewOrder {
+    /// Id of an available ticket someone else listed.
+    pub ticket_id: Text,
+}
+
+#[derive(ApiResponse)]
+pub enum OrderResponse {
+    /// The order.
+    #[oai(status = 200)]
+    Ok(Json<Order>),
+    /// The ticket is held for you until `expiresAt`.
+    #[oai(status = 201)]
+    Created(Json<Order>),
+    /// Cancelled (or already was).
+    #[oai(status = 204)]
+    Cancelled,
+}
+
+#[derive(ApiResponse)]
+pub enum OrderError {
+    /// Invalid input, a malformed id, or your own ticket.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// Not signed in.
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>),
+    /// No such ticket, or no such order of yours.
+    #[oai(status = 404)]
+    NotFound(Json<ErrorBody>),
+    /// The ticket is already reserved or sold, or the order is already paid.
+    #[oai(status = 409)]
+    Conflict(Json<ErrorBody>),
+    /// MongoDB or Redis is unreachable.
+    #[oai(status = 503)]
+    Unavailable(Json<ErrorBody>),
+    /// Unexpected failure.
+    #[oai(status = 500)]
+    Unexpected(Json<ErrorBody>),
+}
+
+dependency_errors!(OrderError);
+
+type Result<T> = std::result::Result<T, OrderError>;
+
+pub struct OrdersApi {
+    pub reservations: Arc<Reservations>,
+}
+
+#[OpenApi(prefix_path = "/api/orders", tag = "OrderTags::Orders")]
+impl OrdersApi {
+    /// Order a ticket: it is locked for you for the order window.
+    #[oai(path = "/", method = "post", operation_id = "createOrder")]
+    async fn create(&self, user: Authenticated, body: JsonBody<NewOrder>) -> Result<OrderResponse> {
+        let ticket_id = parse_id(&body.0.ticket_id.0)
+            .ok_or_else(|| bad_field("ticketId", "Malformed ticket id"))?;
+        let order = self
+            .reservations
+            .create(&user.0.id, ticket_id)
+            .await
+            .map_err(create_error)?;
+        Ok(OrderResponse::Created(Json(view(order))))
+    }
+
+    /// Your orders, newest first, with ticket details and timestamps.
+    #[oai(path = "/", method = "get", operation_id = "listOrders")]
+    async fn list(
+        &self,
+        user: Authenticated,
+        /// `created`, `cancelled`, `complete` or `all` (default).
+        status: Query<Option<OrderFilter>>,
+        /// Page size, 1 to 100 (default 20).
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
+        limit: Query<Option<u32>>,
+        /// `nextCursor` of the previous page.
+        cursor: Query<Option<String>>,
+    ) -> Result<Json<OrderPage>> {
+        let before = cursor
+            .0
+            .map(|c| parse_id(&c).ok_or_else(|| bad_field("cursor", "Malformed cursor")))
+            .transpose()?;
+        let limit = limit.0.unwrap_or(20);
+        let status = status_filter(status.0.unwrap_or(OrderFilter::All));
+        let db = &self.reservations.db;
+        let mut found = store::history(db, &user.0.id, status, before, limit).await?;
+        let next_cursor = (found.len() > limit as usize).then(|| {
+            found.truncate(limit as usize);
+            found.last().map(|o| o.id.to_hex())
+        });
+        Ok(Json(OrderPage {
+            items: found.into_iter().map(view).collect(),
+            next_cursor: next_cursor.flatten(),
+        }))
+    }
+
+    /// One of your orders.
+    #[oai(path = "/:id", method = "get", operation_id = "getOrder")]
+    async fn get(&self, user: Authenticated, id: Path<String>) -> Result<OrderResponse> {
+        let order = self.own_order(&user, &id.0).await?;
+        Ok(OrderResponse::Ok(Json(view(order))))
+    }
+
+    /// Cancel an order and free its ticket. Cancelling twice is fine; a paid order is 409.
+    #[oai(path = "/:id", method = "delete", operation_id = "cancelOrder")]
+    async fn cancel(&self, user: Authenticated, id: Path<String>) -> Result<OrderResponse> {
+        let order = self.own_order(&user, &id.0).await?;
+        match self.reservations.cancel(order, REASON_USER).await? {
+            Cancelled::Now(_) | Cancelled::Already(_) => Ok(OrderResponse::Cancelled),
+            Cancelled::Paid => Err(OrderError::Conflict(ErrorBody::new(
+                "Order is already paid",
+            ))),
+        }
+    }
+}
+
+impl OrdersApi {
+    /// Another user's order answers 404 as if it did not exist.
+    async fn own_order(&self, user: &Authenticated, raw_id: &str) -> Result<OrderRecord> {
+        let id: ObjectId = parse_id(raw_id).ok_or_else(|| bad_field("id", "Malformed order id"))?;
+        store::find(&self.reservations.db, id)
+            .await?
+            .filter(|o| o.user_id == user.0.id)
+            .ok_or_else(|| OrderError::NotFound(ErrorBody::new("Order not found")))
+    }
+}
+
+fn bad_field(field: &str, message: &str) -> OrderError {
+    OrderError::BadRequest(ErrorBody::field(field, message))
+}
+
+fn create_error(err: CreateError) -> OrderError {
+    match err {
+        CreateError::UnknownTicket => OrderError::NotFound(ErrorBody::new("Ticket not found")),
+        CreateError::OwnTicket => bad_field("ticketId", "You cannot order your own ticket"),
+        CreateError::Reserved => OrderError::Conflict(ErrorBody::new("Ticket is already reserved")),
+        CreateError::Sold => OrderError::Conflict(ErrorBody::new("Ticket is already sold")),
+        CreateError::Dependency(e) => e.into(),
+    }
+}
+
+fn status_filter(filter: OrderFilter) -> Option<&'static str> {
+    match filter {
+        OrderFilter::Created => Some(store::CREATED),
+        OrderFilter::Cancelled => Some(store::CANCELLED),
+        OrderFilter::Complete => Some(store::COMPLETE),
+        OrderFilter::All => None,
+    }
+}
+
+pub fn view(o: OrderRecord) -> Order {
+    let status = match o.status.as_str() {
+        store::CANCELLED => OrderStatus::Cancelled,
+        store::COMPLETE => OrderStatus::Complete,
+        _ => OrderStatus::Created,
+    };
+    let cancel_reason = o.cancel_reason.as_deref().map(|r| match r {
+        "expired" => CancelReason::Expired,
+        _ => CancelReason::User,
+    });
+    Order {
+        id: o.id.to_hex(),
+        user_id: o.user_id,
+        status,
+        ticket: OrderTicket {
+            id: o.ticket.id,
+            title: o.ticket.title,
+            price: o.ticket.price_cents as f64 / 100.0,
+        },
+        expires_at: o.expires_at,
+        created_at: o.created_at,
+        updated_at: o.updated_at,
+        cancelled_at: o.cancelled_at,
+        cancel_reason,
+        completed_at: o.completed_at,
+        payment_id: o.payment_id,
+        version: o.version,
+    }
+}

@@ -1,0 +1,70 @@
+use std::sync::Arc;
+
+use lib_shared::{
+    bus::{ConsumerConfig, spawn_consumer},
+    outbox::Outbox,
+    startup::{self, Infra},
+};
+
+use crate::{
+    SERVICE, Settings,
+    consumer::{Events, SUBJECTS},
+    reservations::Reservations,
+    routes::OrdersApi,
+    store::{self, COLLECTION},
+};
+
+pub struct Application {
+    inner: startup::Application,
+    pub reservations: Arc<Reservations>,
+    pub infra: Infra,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let common = &settings.common;
+        let infra = Infra::connect(common).await?;
+        let outbox = Outbox::new(infra.mongo.clone(), infra.publisher.clone(), &[COLLECTION]);
+        let reservations = Arc::new(Reservations {
+            db: infra.mongo.clone(),
+            outbox: outbox.clone(),
+            locks: infra.locks.clone(),
+            ttl: settings.order_ttl,
+        });
+        // The one-live-order-per-ticket index must exist before orders are taken.
+        startup::prepare(&infra, "creating indexes", async |db| {
+            store::ensure_indexes(&db).await
+        })
+        .await;
+        outbox.spawn_relay(common.outbox_relay_every, infra.shutdown.clone());
+        let mut consumer = ConsumerConfig::new(SERVICE, &common.instance, &infra.prefix, SUBJECTS);
+        consumer.claim_idle = common.event_claim_idle;
+        spawn_consumer(
+            infra.redis_client.clone(),
+            infra.redis.clone(),
+            consumer,
+            Arc::new(Events {
+                reservations: reservations.clone(),
+            }),
+            infra.shutdown.clone(),
+        );
+        let api = OrdersApi {
+            reservations: reservations.clone(),
+        };
+        let description = "Reservations and order history.";
+        let inner = startup::launch(common, &infra, api, "Ticketing orders", description).await?;
+        Ok(Self {
+            inner,
+            reservations,
+            infra,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.inner.port()
+    }
+
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.inner.run_until_stopped().await
+    }
+}

@@ -1,0 +1,185 @@
+//! Orders in MongoDB. `activeTicketId` is set while an order is `created` or `complete`
+//! and carries a unique index: whatever happens to Redis, two live orders can never
+//! hold one ticket.
+
+use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
+use lib_shared::{
+    error::{DependencyError, is_duplicate_key},
+    events::Envelope,
+    outbox::{self, Outbox},
+};
+use mongodb::{
+    Collection, Database, IndexModel,
+    bson::{self, Document, doc, oid::ObjectId},
+    options::IndexOptions,
+};
+use serde::{Deserialize, Serialize};
+
+pub const COLLECTION: &str = "orders";
+
+pub const CREATED: &str = "created";
+pub const CANCELLED: &str = "cancelled";
+pub const COMPLETE: &str = "complete";
+
+/// The ticket as it was when ordered.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderedTicket {
+    pub id: String,
+    pub title: String,
+    pub price_cents: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderRecord {
+    #[serde(rename = "_id")]
+    pub id: ObjectId,
+    pub user_id: String,
+    pub status: String,
+    pub ticket: OrderedTicket,
+    #[serde(with = "bson::serde_helpers::chrono_datetime_as_bson_datetime")]
+    pub expires_at: DateTime<Utc>,
+    #[serde(with = "bson::serde_helpers::chrono_datetime_as_bson_datetime")]
+    pub created_at: DateTime<Utc>,
+    #[serde(with = "bson::serde_helpers::chrono_datetime_as_bson_datetime")]
+    pub updated_at: DateTime<Utc>,
+    #[serde(
+        default,
+        with = "bson::serde_helpers::chrono_datetime_as_bson_datetime_optional"
+    )]
+    pub cancelled_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub cancel_reason: Option<String>,
+    #[serde(
+        default,
+        with = "bson::serde_helpers::chrono_datetime_as_bson_datetime_optional"
+    )]
+    pub completed_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub payment_id: Option<String>,
+    pub version: i64,
+    /// The ticket id while the order is live; absent once cancelled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_ticket_id: Option<String>,
+}
+
+fn orders(db: &Database) -> Collection<OrderRecord> {
+    db.collection(COLLECTION)
+}
+
+pub async fn ensure_indexes(db: &Database) -> Result<(), DependencyError> {
+    let live_ticket = IndexModel::builder()
+        .keys(doc! { "activeTicketId": 1 })
+        .options(
+            IndexOptions::builder()
+                .unique(true)
+                .name("one_live_order_per_ticket".to_string())
+                .partial_filter_expression(doc! { "activeTicketId": { "$exists": true } })
+                .build(),
+        )
+        .build();
+    let history = IndexModel::builder()
+        .keys(doc! { "userId": 1, "_id": -1 })
+        .build();
+    orders(db).create_indexes([live_ticket, history]).await?;
+    Ok(())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InsertError {
+    #[error("another live order holds the ticket")]
+    TicketTaken,
+    #[error(transparent)]
+    Dependency(#[from] DependencyError),
+}
+
+pub async fn insert(
+    db: &Database,
+    outbox: &Outbox,
+    order: &OrderRecord,
+    event: Envelope,
+) -> Result<(), InsertError> {
+    let mut document = bson::to_document(order)
+        .map_err(|e| InsertError::Dependency(DependencyError::Unexpected(e.into())))?;
+    document.insert(
+        outbox::FIELD,
+        vec![bson::to_bson(&event).expect("event to BSON")],
+    );
+    match db
+        .collection::<Document>(COLLECTION)
+        .insert_one(document)
+        .await
+    {
+        Ok(_) => {}
+        Err(e) if is_duplicate_key(&e) => return Err(InsertError::TicketTaken),
+        Err(e) => return Err(InsertError::Dependency(e.into())),
+    }
+    outbox.flush(COLLECTION, order.id, &[event]).await;
+    Ok(())
+}
+
+pub async fn find(db: &Database, id: ObjectId) -> Result<Option<OrderRecord>, DependencyError> {
+    Ok(orders(db).find_one(doc! { "_id": id }).await?)
+}
+
+/// The live order holding a ticket, if any.
+pub async fn live_for_ticket(
+    db: &Database,
+    ticket_id: &str,
+) -> Result<Option<OrderRecord>, DependencyError> {
+    Ok(orders(db)
+        .find_one(doc! { "activeTicketId": ticket_id })
+        .await?)
+}
+
+pub async fn history(
+    db: &Database,
+    user_id: &str,
+    status: Option<&str>,
+    before: Option<ObjectId>,
+    limit: u32,
+) -> Result<Vec<OrderRecord>, DependencyError> {
+    let mut filter = doc! { "userId": user_id };
+    if let Some(status) = status {
+        filter.insert("status", status);
+    }
+    if let Some(before) = before {
+        filter.insert("_id", doc! { "$lt": before });
+    }
+    let cursor = orders(db)
+        .find(filter)
+        .sort(doc! { "_id": -1 })
+        .limit(i64::from(limit) + 1)
+        .await?;
+    Ok(cursor.try_collect().await?)
+}
+
+/// Stores `next` (with its event) only if the order is still at `current`'s version.
+/// False when another change got there first.
+pub async fn replace(
+    db: &Database,
+    outbox: &Outbox,
+    current: &OrderRecord,
+    next: &OrderRecord,
+    event: Envelope,
+) -> Result<bool, DependencyError> {
+    let mut set = bson::to_document(next).map_err(|e| DependencyError::Unexpected(e.into()))?;
+    set.remove("_id");
+    let mut update = doc! { "$set": set, "$push": outbox::push(std::slice::from_ref(&event)) };
+    if next.active_ticket_id.is_none() {
+        update.insert("$unset", doc! { "activeTicketId": "" });
+    }
+    let result = orders(db)
+        .update_one(
+            doc! { "_id": current.id, "version": current.version },
+            update,
+        )
+        .await?;
+    if result.matched_count == 0 {
+        return Ok(false);
+    }
+    outbox.flush(COLLECTION, current.id, &[event]).await;
+    Ok(true)
+}

@@ -1,0 +1,7 @@
+mod cancel;
+mod concurrency;
+mod create;
+mod events;
+mod flow;
+mod helpers;
+mod history;
