@@ -20,6 +20,7 @@ SERVICES = ["auth", "tickets", "orders", "payments", "expiration"]
 OPTIONAL_ENV = {
     "HOST": "binds 0.0.0.0 by default, which is right in a pod",
     "STRIPE_API_BASE": "unset means Stripe itself; only tests point it at localstripe",
+    "HOSTNAME": "Kubernetes sets it to the pod name in every container",
 }
 
 results = []
