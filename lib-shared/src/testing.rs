@@ -76,13 +76,20 @@ pub fn free_port() -> u16 {
 /// A private `redis-server` a test can stop and start again on the same port.
 pub struct RedisServer {
     port: u16,
+    args: Vec<String>,
     child: Option<Child>,
 }
 
 impl RedisServer {
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// With extra `redis-server` arguments, e.g. `["--rename-command", "CONFIG", ""]`.
+    pub fn start_with(args: &[&str]) -> Self {
         let mut server = Self {
             port: free_port(),
+            args: args.iter().map(|a| a.to_string()).collect(),
             child: None,
         };
         server.resume();
@@ -104,6 +111,7 @@ impl RedisServer {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string()])
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(&self.args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

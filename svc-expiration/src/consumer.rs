@@ -1,0 +1,59 @@
+//! Order events schedule and unschedule expiries.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use chrono::DateTime;
+use lib_shared::{
+    bus::Handler,
+    events::{
+        Envelope, ORDER_CANCELLED, ORDER_COMPLETED, ORDER_CREATED, OrderCancelled, OrderCompleted,
+        OrderCreated,
+    },
+    ids::parse_id,
+};
+use tokio::sync::Notify;
+
+use crate::{metrics::ExpiryMetrics, queue::DelayQueue};
+
+pub const SUBJECTS: &[&str] = &[ORDER_CREATED, ORDER_CANCELLED, ORDER_COMPLETED];
+
+pub struct OrderEvents {
+    pub queue: DelayQueue,
+    pub metrics: ExpiryMetrics,
+    pub wake: Arc<Notify>,
+}
+
+impl Handler for OrderEvents {
+    async fn handle(&self, event: &Envelope) -> anyhow::Result<()> {
+        match event.kind.as_str() {
+            ORDER_CREATED => {
+                let order: OrderCreated = event.decode()?;
+                // Ids end up inside the published event; only well-formed ones are queued.
+                parse_id(&order.id).context("malformed order id")?;
+                parse_id(&order.ticket.id).context("malformed ticket id")?;
+                let due = DateTime::parse_from_rfc3339(&order.expires_at)
+                    .context("expiresAt is not RFC 3339")?
+                    .timestamp_millis();
+                if self
+                    .queue
+                    .schedule(&order.id, &order.ticket.id, due)
+                    .await?
+                {
+                    self.metrics.scheduled.inc();
+                    self.wake.notify_one();
+                }
+            }
+            ORDER_CANCELLED => {
+                let order: OrderCancelled = event.decode()?;
+                self.queue.unschedule(&order.id).await?;
+            }
+            ORDER_COMPLETED => {
+                let order: OrderCompleted = event.decode()?;
+                self.queue.unschedule(&order.id).await?;
+            }
+            other => anyhow::bail!("unexpected event type {other}"),
+        }
+        Ok(())
+    }
+}

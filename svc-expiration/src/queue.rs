@@ -1,0 +1,241 @@
+//! The delay queue in Redis. `expiration:due` scores each order by its `expiresAt` (ms);
+//! two maps remember which ticket an order locks and which order holds a ticket.
+//!
+//! Claiming and publishing happen in one Lua script: an entry leaves the queue only in
+//! the same atomic step that appends its `expiration:complete` to the stream, so a crash
+//! can lose neither, and replicas never claim the same entry. A `fired` marker makes the
+//! queue and the lapsed-lock path publish each expiry once between them.
+
+use std::sync::LazyLock;
+
+use chrono::{SecondsFormat, Utc};
+use deadpool_redis::{
+    Pool,
+    redis::{AsyncCommands, Script},
+};
+use lib_shared::{
+    error::DependencyError,
+    events::{EXPIRATION_COMPLETE, stream_key},
+};
+
+/// Claims per script call; more are taken at once if more are due.
+pub const CLAIM_BATCH: usize = 200;
+
+/// How long a fired marker is kept: far longer than any order lives.
+const FIRED_TTL_SECONDS: u64 = 7 * 24 * 3600;
+
+/// Shared by the scripts: forget an order's ticket mappings, then publish its expiry
+/// unless it already fired. ARGV[1] is the key prefix; returns 1 when published.
+const FIRE_FN: &str = r#"
+local function fire(prefix, order, event_id, occurred_at, fired_ttl)
+    local ticket = redis.call('HGET', prefix .. 'expiration:order-ticket', order)
+    if ticket then
+        redis.call('HDEL', prefix .. 'expiration:order-ticket', order)
+        local holder_key = prefix .. 'expiration:ticket-order:' .. ticket
+        if redis.call('GET', holder_key) == order then redis.call('DEL', holder_key) end
+    end
+    if not redis.call('SET', prefix .. 'expiration:fired:' .. order, '1', 'NX', 'EX', fired_ttl) then
+        return 0
+    end
+    redis.call('XADD', prefix .. 'events:expiration:complete', '*',
+        'id', event_id, 'type', 'expiration:complete', 'occurredAt', occurred_at,
+        'data', '{"orderId":"' .. order .. '"}')
+    return 1
+end
+"#;
+
+/// ARGV: prefix, now ms, batch, occurredAt, fired ttl, then one event id per batch slot.
+/// Returns a flat list of order, due ms for each order published.
+static CLAIM: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        r#"{FIRE_FN}
+        local prefix = ARGV[1]
+        local due = redis.call('ZRANGEBYSCORE', prefix .. 'expiration:due', '-inf', ARGV[2],
+            'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[3]))
+        local out = {{}}
+        for i = 1, #due, 2 do
+            local order, score = due[i], due[i + 1]
+            redis.call('ZREM', prefix .. 'expiration:due', order)
+            if fire(prefix, order, ARGV[5 + (i + 1) / 2], ARGV[4], ARGV[5]) == 1 then
+                table.insert(out, order)
+                table.insert(out, score)
+            end
+        end
+        return out
+        "#
+    ))
+});
+
+/// ARGV: prefix, ticket id, occurredAt, fired ttl, event id. For a lapsed lock: fires
+/// the order the ticket was reserved for. Returns order, due ms (due -1 if unscheduled).
+static FIRE_FOR_TICKET: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        r#"{FIRE_FN}
+        local prefix = ARGV[1]
+        local order = redis.call('GET', prefix .. 'expiration:ticket-order:' .. ARGV[2])
+        if not order then return {{}} end
+        local score = redis.call('ZSCORE', prefix .. 'expiration:due', order) or '-1'
+        redis.call('ZREM', prefix .. 'expiration:due', order)
+        if fire(prefix, order, ARGV[5], ARGV[3], ARGV[4]) == 1 then return {{order, score}} end
+        return {{}}
+        "#
+    ))
+});
+
+/// ARGV: prefix, order, ticket, due ms. Not rescheduled once fired.
+static SCHEDULE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+        local prefix = ARGV[1]
+        if redis.call('EXISTS', prefix .. 'expiration:fired:' .. ARGV[2]) == 1 then return 0 end
+        redis.call('ZADD', prefix .. 'expiration:due', ARGV[4], ARGV[2])
+        redis.call('HSET', prefix .. 'expiration:order-ticket', ARGV[2], ARGV[3])
+        redis.call('SET', prefix .. 'expiration:ticket-order:' .. ARGV[3], ARGV[2])
+        return 1
+        "#,
+    )
+});
+
+/// ARGV: prefix, order.
+static UNSCHEDULE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+        local prefix = ARGV[1]
+        local removed = redis.call('ZREM', prefix .. 'expiration:due', ARGV[2])
+        local ticket = redis.call('HGET', prefix .. 'expiration:order-ticket', ARGV[2])
+        if ticket then
+            redis.call('HDEL', prefix .. 'expiration:order-ticket', ARGV[2])
+            local holder_key = prefix .. 'expiration:ticket-order:' .. ticket
+            if redis.call('GET', holder_key) == ARGV[2] then redis.call('DEL', holder_key) end
+        end
+        return removed
+        "#,
+    )
+});
+
+/// An expiry that was published.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fired {
+    pub order_id: String,
+    /// When it was due, in ms; `None` if the queue had no entry for it.
+    pub due_ms: Option<i64>,
+}
+
+#[derive(Clone)]
+pub struct DelayQueue {
+    redis: Pool,
+    prefix: String,
+}
+
+impl DelayQueue {
+    pub fn new(redis: Pool, prefix: String) -> Self {
+        debug_assert_eq!(
+            stream_key("", EXPIRATION_COMPLETE),
+            "events:expiration:complete"
+        );
+        Self { redis, prefix }
+    }
+
+    fn due_key(&self) -> String {
+        format!("{}expiration:due", self.prefix)
+    }
+
+    /// True when scheduled (false if the order already expired).
+    pub async fn schedule(
+        &self,
+        order: &str,
+        ticket: &str,
+        due_ms: i64,
+    ) -> Result<bool, DependencyError> {
+        let mut conn = self.redis.get().await?;
+        let added: i64 = SCHEDULE
+            .arg(&self.prefix)
+            .arg(order)
+            .arg(ticket)
+            .arg(due_ms)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(added == 1)
+    }
+
+    pub async fn unschedule(&self, order: &str) -> Result<(), DependencyError> {
+        let mut conn = self.redis.get().await?;
+        let _: i64 = UNSCHEDULE
+            .arg(&self.prefix)
+            .arg(order)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// When the order is due, in ms, and the ticket it locks.
+    pub async fn due_at(
+        &self,
+        order: &str,
+    ) -> Result<Option<(i64, Option<String>)>, DependencyError> {
+        let mut conn = self.redis.get().await?;
+        let score: Option<f64> = conn.zscore(self.due_key(), order).await?;
+        let Some(score) = score else { return Ok(None) };
+        let ticket: Option<String> = conn
+            .hget(format!("{}expiration:order-ticket", self.prefix), order)
+            .await?;
+        Ok(Some((score as i64, ticket)))
+    }
+
+    /// The earliest due time, in ms.
+    pub async fn next_due(&self) -> Result<Option<i64>, DependencyError> {
+        let mut conn = self.redis.get().await?;
+        let first: Vec<(String, f64)> = conn.zrange_withscores(self.due_key(), 0, 0).await?;
+        Ok(first.first().map(|(_, s)| *s as i64))
+    }
+
+    /// Claims and publishes every entry due by `now_ms`, up to one batch.
+    pub async fn claim_due(&self, now_ms: i64) -> Result<Vec<Fired>, DependencyError> {
+        let mut conn = self.redis.get().await?;
+        let mut call = CLAIM.prepare_invoke();
+        call.arg(&self.prefix)
+            .arg(now_ms)
+            .arg(CLAIM_BATCH)
+            .arg(occurred_at())
+            .arg(FIRED_TTL_SECONDS);
+        for _ in 0..CLAIM_BATCH {
+            call.arg(uuid::Uuid::now_v7().to_string());
+        }
+        let flat: Vec<String> = call.invoke_async(&mut conn).await?;
+        Ok(pairs(flat))
+    }
+
+    /// Publishes the expiry of the order that held `ticket`, whose lock just lapsed.
+    pub async fn fire_for_ticket(&self, ticket: &str) -> Result<Option<Fired>, DependencyError> {
+        let mut conn = self.redis.get().await?;
+        let flat: Vec<String> = FIRE_FOR_TICKET
+            .arg(&self.prefix)
+            .arg(ticket)
+            .arg(occurred_at())
+            .arg(FIRED_TTL_SECONDS)
+            .arg(uuid::Uuid::now_v7().to_string())
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(pairs(flat).into_iter().next())
+    }
+}
+
+fn occurred_at() -> String {
+    Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn pairs(flat: Vec<String>) -> Vec<Fired> {
+    flat.chunks(2)
+        .filter_map(|pair| match pair {
+            [order, due] => Some(Fired {
+                order_id: order.clone(),
+                due_ms: due
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|d| *d >= 0.0)
+                    .map(|d| d as i64),
+            }),
+            _ => None,
+        })
+        .collect()
+}

@@ -1,0 +1,82 @@
+use std::sync::Arc;
+
+use lib_shared::{
+    bus::{ConsumerConfig, spawn_consumer},
+    startup::{self, Infra},
+};
+use tokio::sync::Notify;
+
+use crate::{
+    SERVICE, Settings,
+    consumer::{OrderEvents, SUBJECTS},
+    metrics::ExpiryMetrics,
+    notifications::LapsedLocks,
+    queue::DelayQueue,
+    routes::ExpirationApi,
+    timer::Timer,
+};
+
+pub struct Application {
+    inner: startup::Application,
+    pub infra: Infra,
+    pub queue: DelayQueue,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let common = &settings.common;
+        let infra = Infra::connect(common).await?;
+        let queue = DelayQueue::new(infra.redis.clone(), infra.prefix.clone());
+        let metrics = ExpiryMetrics::register(infra.metrics.registry())?;
+        let wake = Arc::new(Notify::new());
+        Timer {
+            queue: queue.clone(),
+            metrics: metrics.clone(),
+            wake: wake.clone(),
+            max_sleep: settings.max_sleep,
+        }
+        .spawn(infra.shutdown.clone());
+        if settings.keyspace_notifications {
+            LapsedLocks {
+                client: infra.redis_client.clone(),
+                queue: queue.clone(),
+                metrics: metrics.clone(),
+                prefix: infra.prefix.clone(),
+            }
+            .spawn(infra.shutdown.clone());
+        }
+        let mut consumer = ConsumerConfig::new(SERVICE, &common.instance, &infra.prefix, SUBJECTS);
+        consumer.claim_idle = common.event_claim_idle;
+        let handler = OrderEvents {
+            queue: queue.clone(),
+            metrics,
+            wake,
+        };
+        spawn_consumer(
+            infra.redis_client.clone(),
+            infra.redis.clone(),
+            consumer,
+            Arc::new(handler),
+            infra.shutdown.clone(),
+        );
+        let api = ExpirationApi {
+            queue: queue.clone(),
+        };
+        let description = "Ends unpaid reservations on time.";
+        let inner =
+            startup::launch(common, &infra, api, "Ticketing expiration", description).await?;
+        Ok(Self {
+            inner,
+            infra,
+            queue,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.inner.port()
+    }
+
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.inner.run_until_stopped().await
+    }
+}

@@ -1,0 +1,4 @@
+mod api;
+mod expiry;
+mod helpers;
+mod replicas;
