@@ -7,19 +7,20 @@ use poem::{
 use poem_openapi::{Object, payload::Json};
 
 /// `{"errors":[{"message":"…","field":"price"}]}`
-#[derive(Debug, Clone, Object, serde::Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Object, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct ErrorBody {
     /// What went wrong, one entry per problem.
     pub errors: Vec<ErrorItem>,
 }
 
 /// One problem with the request.
-#[derive(Debug, Clone, Object, serde::Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Object, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct ErrorItem {
     /// A sentence for the user.
     pub message: String,
     /// The request field at fault, when one field is.
     #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
 }
 

@@ -24,6 +24,13 @@ MC4CAQAwBQYDK2VwBCIEIKCcpWpeKSjKL3a7D2txAV7yG8tytP6htI3eeSxre1TR
 -----END PRIVATE KEY-----
 ";
 
+/// `TEST_STRIPE_API_BASE`: the localstripe the test command started.
+pub fn test_stripe() -> String {
+    std::env::var("TEST_STRIPE_API_BASE").unwrap_or_else(|_| {
+        panic!("TEST_STRIPE_API_BASE is not set: run the tests with ./dev test (see README)")
+    })
+}
+
 /// `TEST_MONGODB_URI` and `TEST_REDIS_URL`, set by the test command in README.
 pub fn test_servers() -> (String, String) {
     let get = |name: &str| {

@@ -1,20 +1,16 @@
-//! The payments service. Payments for orders.
+//! The payments service: charges an order through one Stripe PaymentIntent while the
+//! order still holds its ticket, turns the hold into a sale, and refunds a charge whose
+//! reservation was lost meanwhile.
 
-use lib_shared::{
-    config::{CommonSettings, ConfigError, Source},
-    startup::{self, Infra},
-};
+pub mod checkout;
+pub mod consumer;
+pub mod routes;
+pub mod settings;
+pub mod startup;
+pub mod store;
+pub mod stripe;
+
+pub use settings::Settings;
+pub use startup::Application;
 
 pub const SERVICE: &str = "payments";
-pub const DEFAULT_PORT: u16 = 3004;
-
-pub fn settings(src: &dyn Source) -> Result<CommonSettings, ConfigError> {
-    CommonSettings::from_source(src, SERVICE, DEFAULT_PORT)
-}
-
-/// For now the operational endpoints only: health, readiness, metrics and docs.
-pub async fn build(settings: &CommonSettings) -> anyhow::Result<startup::Application> {
-    let infra = Infra::connect(settings).await?;
-    let title = "Ticketing payments";
-    startup::launch(settings, &infra, (), title, "Payments for orders.").await
-}

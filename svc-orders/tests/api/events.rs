@@ -70,6 +70,10 @@ async fn payment_created_completes_the_order_and_publishes_order_completed() {
     // An expiry after the payment leaves the order complete.
     app.publish(expired(&order)).await;
     assert_error(app.cancel(&buyer, &order).await, StatusCode::CONFLICT).await;
+    testing::eventually("order:completed published", 5, async || {
+        !app.published("order:completed").await.is_empty()
+    })
+    .await;
     let completed: Vec<OrderCompleted> = app
         .published("order:completed")
         .await

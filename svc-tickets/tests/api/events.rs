@@ -21,6 +21,11 @@ async fn order_created_reserves_and_order_cancelled_frees_the_ticket() {
     assert!(t["orderId"].is_null());
     assert_eq!(t["version"], 2);
 
+    // The event follows the stored change by a moment.
+    testing::eventually("both updates published", 5, async || {
+        app.published("ticket:updated").await.len() == 2
+    })
+    .await;
     let updates: Vec<TicketUpdated> = app
         .published("ticket:updated")
         .await

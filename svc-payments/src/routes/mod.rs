@@ -1,0 +1,3 @@
+mod payments;
+
+pub use payments::{Payment, PaymentsApi, view};

@@ -1,0 +1,270 @@
+use std::time::Duration;
+
+use lib_shared::{config::CommonSettings, locks::Locks, testing};
+use reqwest::{Response, StatusCode};
+use serde_json::{Value, json};
+use svc_payments::{Application, Settings};
+
+/// Tickets, orders and payments (and, on request, expiration) on one Redis prefix.
+pub struct System {
+    pub client: reqwest::Client,
+    pub tickets: String,
+    pub orders: String,
+    pub payments: String,
+    pub payments_db: mongodb::Database,
+    pub redis: deadpool_redis::Pool,
+    pub base: CommonSettings,
+    pub locks: Locks,
+}
+
+pub struct User {
+    pub id: String,
+    pub token: String,
+}
+
+pub fn new_user() -> User {
+    let id = testing::new_user_id();
+    User {
+        token: testing::token_for(&id),
+        id,
+    }
+}
+
+fn settings(service: &'static str, prefix: &str) -> CommonSettings {
+    let mut s = testing::settings(service, None);
+    s.redis_prefix = prefix.to_string();
+    s
+}
+
+pub async fn spawn_system(order_ttl: Duration, with_expiration: bool) -> System {
+    spawn_system_with_stripe(order_ttl, with_expiration, &testing::test_stripe()).await
+}
+
+pub async fn spawn_system_with_stripe(
+    order_ttl: Duration,
+    with_expiration: bool,
+    stripe: &str,
+) -> System {
+    let base = testing::settings("payments", None);
+    let prefix = base.redis_prefix.clone();
+    let tickets = svc_tickets::Application::build(settings("tickets", &prefix))
+        .await
+        .unwrap();
+    let tickets_url = format!("http://127.0.0.1:{}/api/tickets", tickets.port());
+    tokio::spawn(tickets.run_until_stopped());
+    let orders = svc_orders::Application::build(svc_orders::Settings {
+        common: settings("orders", &prefix),
+        order_ttl,
+    })
+    .await
+    .unwrap();
+    let orders_url = format!("http://127.0.0.1:{}/api/orders", orders.port());
+    tokio::spawn(orders.run_until_stopped());
+    if with_expiration {
+        let expiration = svc_expiration::Application::build(svc_expiration::Settings {
+            common: settings("expiration", &prefix),
+            keyspace_notifications: true,
+            max_sleep: Duration::from_millis(500),
+        })
+        .await
+        .unwrap();
+        tokio::spawn(expiration.run_until_stopped());
+    }
+    let payments = Application::build(Settings {
+        common: base.clone(),
+        stripe_secret_key: lib_shared::config::Secret("sk_test_local".into()),
+        stripe_api_base: stripe.to_string(),
+        stripe_timeout: Duration::from_secs(2),
+    })
+    .await
+    .unwrap();
+    let payments_url = format!("http://127.0.0.1:{}/api/payments", payments.port());
+    let payments_db = payments.infra.mongo.clone();
+    let redis = payments.infra.redis.clone();
+    tokio::spawn(payments.run_until_stopped());
+    System {
+        client: reqwest::Client::new(),
+        tickets: tickets_url,
+        orders: orders_url,
+        payments: payments_url,
+        payments_db,
+        locks: Locks::new(redis.clone(), prefix.clone()),
+        redis,
+        base,
+    }
+}
+
+impl System {
+    pub async fn listed_ticket(&self, seller: &User, price: f64) -> String {
+        let resp = self
+            .client
+            .post(&self.tickets)
+            .bearer_auth(&seller.token)
+            .json(&json!({"title": "Cup final", "price": price}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::CREATED);
+        resp.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// Orders as soon as the orders service knows the ticket.
+    pub async fn ordered(&self, buyer: &User, ticket: &str) -> Value {
+        let mut order = Value::Null;
+        testing::eventually("order placed", 10, async || {
+            let resp = self
+                .client
+                .post(&self.orders)
+                .bearer_auth(&buyer.token)
+                .json(&json!({ "ticketId": ticket }))
+                .send()
+                .await
+                .unwrap();
+            if resp.status() == StatusCode::CREATED {
+                order = resp.json().await.unwrap();
+                return true;
+            }
+            false
+        })
+        .await;
+        order
+    }
+
+    /// A ticket listed by a new seller and ordered by `buyer`: (ticket, order id).
+    pub async fn open_order(&self, buyer: &User, price: f64) -> (String, String) {
+        let ticket = self.listed_ticket(&new_user(), price).await;
+        let order = self.ordered(buyer, &ticket).await;
+        (ticket, order["id"].as_str().unwrap().to_string())
+    }
+
+    pub async fn pay_with(&self, buyer: &User, body: &Value, key: Option<&str>) -> Response {
+        let mut req = self
+            .client
+            .post(&self.payments)
+            .bearer_auth(&buyer.token)
+            .json(body);
+        if let Some(key) = key {
+            req = req.header("Idempotency-Key", key);
+        }
+        req.send().await.unwrap()
+    }
+
+    /// Pays once payments knows the order (its copy comes from `order:created`).
+    pub async fn pay(&self, buyer: &User, order: &str, method: &str) -> Response {
+        let body = json!({"orderId": order, "paymentMethod": method});
+        let mut last = None;
+        testing::eventually("payments knows the order", 10, async || {
+            let resp = self.pay_with(buyer, &body, None).await;
+            let known = resp.status() != StatusCode::NOT_FOUND;
+            last = Some(resp);
+            known
+        })
+        .await;
+        last.unwrap()
+    }
+
+    pub async fn wait_until_payments_knows(&self, order: &str) {
+        let orders = self
+            .payments_db
+            .collection::<mongodb::bson::Document>("orders");
+        let id = mongodb::bson::oid::ObjectId::parse_str(order).unwrap();
+        testing::eventually("payments knows the order", 10, async || {
+            orders
+                .find_one(mongodb::bson::doc! {"_id": id})
+                .await
+                .unwrap()
+                .is_some()
+        })
+        .await;
+    }
+
+    pub async fn order_json(&self, buyer: &User, id: &str) -> Value {
+        self.client
+            .get(format!("{}/{id}", self.orders))
+            .bearer_auth(&buyer.token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    pub async fn wait_order(&self, buyer: &User, id: &str, status: &str) -> Value {
+        let mut last = Value::Null;
+        testing::eventually(&format!("order {status}"), 10, async || {
+            last = self.order_json(buyer, id).await;
+            last["status"] == status
+        })
+        .await;
+        last
+    }
+
+    pub async fn ticket_json(&self, id: &str) -> Value {
+        self.client
+            .get(format!("{}/{id}", self.tickets))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    pub async fn payments_of(&self, buyer: &User, order: &str) -> Vec<Value> {
+        let resp = self
+            .client
+            .get(format!("{}?orderId={order}", self.payments))
+            .bearer_auth(&buyer.token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        resp.json().await.unwrap()
+    }
+}
+
+/// PaymentIntents localstripe holds for an order, by their metadata.
+pub async fn intents_for(order: &str) -> Vec<Value> {
+    let client = reqwest::Client::new();
+    let base = testing::test_stripe();
+    let mut found = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let mut url = format!("{base}/v1/payment_intents?limit=100");
+        if let Some(a) = &after {
+            url.push_str(&format!("&starting_after={a}"));
+        }
+        let page: Value = client
+            .get(url)
+            .basic_auth("sk_test_local", Some(""))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let data = page["data"].as_array().cloned().unwrap_or_default();
+        found.extend(
+            data.iter()
+                .filter(|pi| pi["metadata"]["orderId"] == order)
+                .cloned(),
+        );
+        if page["has_more"] != true || data.is_empty() {
+            return found;
+        }
+        after = data
+            .last()
+            .and_then(|pi| pi["id"].as_str())
+            .map(String::from);
+    }
+}
+
+pub async fn assert_error(resp: Response, status: StatusCode) -> Vec<Value> {
+    assert_eq!(resp.status(), status, "unexpected status");
+    let body: Value = resp.json().await.unwrap();
+    body["errors"].as_array().expect("errors array").clone()
+}

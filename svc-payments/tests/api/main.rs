@@ -1,0 +1,4 @@
+mod helpers;
+mod journey;
+mod pay;
+mod races;
