@@ -4,6 +4,8 @@
 
 use std::{collections::HashMap, future::Future, sync::Arc, time::Duration};
 
+use futures::StreamExt;
+
 use deadpool_redis::{
     Pool,
     redis::{
@@ -71,6 +73,9 @@ pub struct ConsumerConfig {
     pub max_deliveries: usize,
     pub block: Duration,
     pub batch: usize,
+    /// Entries of a batch handled at once. Handlers are idempotent and guarded by
+    /// versions or the ticket locks, so their order within a batch does not matter.
+    pub concurrency: usize,
 }
 
 impl ConsumerConfig {
@@ -84,6 +89,7 @@ impl ConsumerConfig {
             max_deliveries: 5,
             block: Duration::from_secs(1),
             batch: 64,
+            concurrency: 16,
         }
     }
 
@@ -223,11 +229,13 @@ impl<H: Handler> Consumer<H> {
     }
 
     async fn process(&self, entries: Vec<(String, StreamId)>) {
-        for (stream, entry) in entries {
-            if let Err(e) = self.process_one(&stream, entry).await {
-                tracing::warn!(error = %e, "could not settle an event entry; it stays pending");
-            }
-        }
+        futures::stream::iter(entries)
+            .for_each_concurrent(self.config.concurrency.max(1), |(stream, entry)| async move {
+                if let Err(e) = self.process_one(&stream, entry).await {
+                    tracing::warn!(error = %e, "could not settle an event entry; it stays pending");
+                }
+            })
+            .await;
     }
 
     async fn process_one(&self, stream: &str, entry: StreamId) -> Result<(), DependencyError> {

@@ -16,6 +16,7 @@ use lib_shared::{
 };
 
 use crate::{
+    routes::view,
     startup::State,
     store::{self, AVAILABLE, Decision, RESERVED, SOLD, TicketRecord},
 };
@@ -106,9 +107,12 @@ impl OrderEvents {
         decide: impl FnMut(&TicketRecord) -> Decision,
     ) -> anyhow::Result<()> {
         let id = parse_id(ticket_id).context("malformed ticket id in event")?;
-        let outcome = store::change(&self.state.db, &self.state.outbox, id, true, decide).await?;
-        if let store::Outcome::NotFound = outcome {
-            tracing::warn!(%ticket_id, "event for an unknown ticket ignored");
+        match store::change(&self.state.db, &self.state.outbox, id, true, decide).await? {
+            store::Outcome::Changed(t) => self.state.cache.changed(&view(t)).await,
+            store::Outcome::NotFound => {
+                tracing::warn!(%ticket_id, "event for an unknown ticket ignored")
+            }
+            _ => {}
         }
         Ok(())
     }

@@ -1,6 +1,7 @@
 //! The tickets service: listings, their sale status driven by order events, and the
 //! ticket locks rebuilt from its records when Redis loses them.
 
+pub mod cache;
 pub mod consumer;
 pub mod domain;
 pub mod lock_rebuild;

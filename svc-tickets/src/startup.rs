@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     SERVICE,
+    cache::TicketCache,
     consumer::{OrderEvents, SUBJECTS},
     lock_rebuild,
     routes::TicketsApi,
@@ -29,6 +30,7 @@ pub struct State {
     pub locks: Locks,
     pub readiness: Readiness,
     pub shutdown: CancellationToken,
+    pub cache: TicketCache,
 }
 
 pub struct Application {
@@ -49,6 +51,7 @@ impl Application {
             locks: infra.locks.clone(),
             readiness: infra.readiness.clone(),
             shutdown: infra.shutdown.clone(),
+            cache: TicketCache::new(infra.redis.clone(), infra.prefix.clone()),
         });
         if let Err(e) = store::ensure_indexes(&state.db).await {
             tracing::warn!(error = %e, "creating indexes failed; listing works without them");

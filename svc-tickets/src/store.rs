@@ -123,6 +123,20 @@ pub struct ListQuery {
     pub limit: u32,
 }
 
+impl ListQuery {
+    /// Identifies the page in the cache.
+    pub fn cache_key(&self) -> String {
+        format!(
+            "{}|{}|{}|{}|{}",
+            self.status.unwrap_or("all"),
+            self.user_id.as_deref().unwrap_or(""),
+            self.before.map(|b| b.to_hex()).unwrap_or_default(),
+            self.limit,
+            self.text.as_deref().unwrap_or(""),
+        )
+    }
+}
+
 /// Newest first; one more than `limit` is fetched to know whether a next page exists.
 pub async fn list(db: &Database, q: &ListQuery) -> Result<Vec<TicketRecord>, DependencyError> {
     let mut filter = Document::new();

@@ -13,6 +13,7 @@ use poem_openapi::{
     param::{Path, Query},
     payload::Json,
 };
+use serde::{Deserialize, Serialize};
 
 use crate::{
     domain::TicketTitle,
@@ -27,8 +28,9 @@ enum TicketTags {
 }
 
 /// Where a ticket is in its sale.
-#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+#[derive(Enum, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[oai(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
 pub enum TicketStatus {
     Available,
     Reserved,
@@ -46,8 +48,9 @@ pub enum StatusFilter {
 }
 
 /// A ticket listed for sale.
-#[derive(Object)]
+#[derive(Object, Serialize, Deserialize)]
 #[oai(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct Ticket {
     /// Ticket id.
     pub id: String,
@@ -72,8 +75,9 @@ pub struct Ticket {
 }
 
 /// A page of tickets, newest first.
-#[derive(Object)]
+#[derive(Object, Serialize, Deserialize)]
 #[oai(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct TicketPage {
     /// The tickets on this page.
     pub items: Vec<Ticket>,
@@ -160,15 +164,24 @@ impl TicketsApi {
             before: optional_id(cursor.0, "cursor")?,
             limit: limit.0.unwrap_or(20),
         };
+        let key = query.cache_key();
+        let generation = match self.state.cache.page(&key).await {
+            Ok(page) => return Ok(Json(page)),
+            Err(generation) => generation,
+        };
         let mut found = store::list(&self.state.db, &query).await?;
         let next_cursor = (found.len() > query.limit as usize).then(|| {
             found.truncate(query.limit as usize);
             found.last().map(TicketRecord::id_hex)
         });
-        Ok(Json(TicketPage {
+        let page = TicketPage {
             items: found.into_iter().map(view).collect(),
             next_cursor: next_cursor.flatten(),
-        }))
+        };
+        if let Some(generation) = generation {
+            self.state.cache.fill_page(&key, &generation, &page).await;
+        }
+        Ok(Json(page))
     }
 
     /// One ticket.
@@ -205,7 +218,9 @@ impl TicketsApi {
         };
         store::insert(&self.state.db, &self.state.outbox, &ticket).await?;
         tracing::info!(ticket_id = %ticket.id, "ticket listed");
-        Ok(TicketResponse::Created(Json(view(ticket))))
+        let ticket = view(ticket);
+        self.state.cache.changed(&ticket).await;
+        Ok(TicketResponse::Created(Json(ticket)))
     }
 
     /// Change a ticket's title and price. Seller only, and only while it is available.
@@ -233,7 +248,12 @@ impl TicketsApi {
         .await?;
         match (outcome, refusal) {
             (_, Some(refusal)) => Err(refusal),
-            (Outcome::Changed(t) | Outcome::Kept(t), None) => Ok(TicketResponse::Ok(Json(view(t)))),
+            (Outcome::Changed(t), None) => {
+                let t = view(t);
+                self.state.cache.changed(&t).await;
+                Ok(TicketResponse::Ok(Json(t)))
+            }
+            (Outcome::Kept(t), None) => Ok(TicketResponse::Ok(Json(view(t)))),
             (Outcome::NotFound, None) => Err(not_found()),
             (Outcome::Conflict, None) => Err(TicketError::Conflict(ErrorBody::new(
                 "Ticket was changed meanwhile; reload it and try again",
