@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use futures::TryStreamExt;
 use mongodb::{
-    Database,
+    Database, IndexModel,
     bson::{self, Bson, Document, doc, oid::ObjectId},
+    options::IndexOptions,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -88,7 +89,7 @@ impl Outbox {
             let mut cursor = self
                 .db
                 .collection::<Document>(collection)
-                .find(doc! { format!("{FIELD}.0.occurredAt"): { "$lt": cutoff.as_str() } })
+                .find(doc! { format!("{FIELD}.occurredAt"): { "$lt": cutoff.as_str() } })
                 .projection(doc! { FIELD: 1 })
                 .limit(500)
                 .await?;
@@ -110,10 +111,29 @@ impl Outbox {
         Ok(published)
     }
 
+    /// Lets the relay find waiting events without scanning every document.
+    async fn ensure_index(&self) -> Result<(), DependencyError> {
+        for collection in &self.collections {
+            let index = IndexModel::builder()
+                .keys(doc! { format!("{FIELD}.occurredAt"): 1 })
+                .options(IndexOptions::builder().sparse(true).build())
+                .build();
+            self.db
+                .collection::<Document>(collection)
+                .create_index(index)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Relays on start-up and then every `period` until shutdown.
     pub fn spawn_relay(self, period: Duration, shutdown: CancellationToken) {
         tokio::spawn(async move {
+            let mut indexed = false;
             loop {
+                if !indexed {
+                    indexed = self.ensure_index().await.is_ok();
+                }
                 match self.relay_once().await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(events = n, "outbox relay published waiting events"),

@@ -107,6 +107,13 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// Where a `SAVE` writes, so a restart can load what was saved.
+    fn dir(&self) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("ticketing-test-redis-{}", self.port));
+        std::fs::create_dir_all(&dir).expect("a temporary directory");
+        dir
+    }
+
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -118,6 +125,8 @@ impl RedisServer {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string()])
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(self.dir())
             .args(&self.args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())

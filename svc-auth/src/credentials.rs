@@ -1,10 +1,15 @@
 //! Argon2id password hashing, run on the blocking pool so it never stalls other requests.
+//! At most one hash per core runs at a time: each takes 19 MiB, and a burst of sign-ins
+//! must queue rather than multiply that.
+
+use std::sync::LazyLock;
 
 use anyhow::Context;
 use argon2::{
     Argon2, PasswordHash, PasswordHasher, PasswordVerifier,
     password_hash::{SaltString, rand_core::OsRng},
 };
+use tokio::sync::Semaphore;
 
 use crate::domain::Password;
 
@@ -14,7 +19,11 @@ fn argon2() -> Argon2<'static> {
     Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
 }
 
+static HASHING: LazyLock<Semaphore> =
+    LazyLock::new(|| Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get())));
+
 pub async fn hash(password: Password) -> anyhow::Result<String> {
+    let _slot = HASHING.acquire().await.context("hashing slots closed")?;
     tokio::task::spawn_blocking(move || {
         let salt = SaltString::generate(&mut OsRng);
         argon2()
@@ -29,6 +38,7 @@ pub async fn hash(password: Password) -> anyhow::Result<String> {
 /// True when `password` matches `stored`. Callers without a stored hash pass the decoy,
 /// so an unknown email costs the same time as a wrong password.
 pub async fn verify(password: String, stored: String) -> anyhow::Result<bool> {
+    let _slot = HASHING.acquire().await.context("hashing slots closed")?;
     tokio::task::spawn_blocking(move || {
         let parsed = PasswordHash::new(&stored).map_err(|e| anyhow::anyhow!("stored hash: {e}"))?;
         Ok(argon2()

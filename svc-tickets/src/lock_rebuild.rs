@@ -24,6 +24,8 @@ pub fn marker(prefix: &str) -> String {
 pub async fn ensure_locks(state: &State) -> Result<usize, DependencyError> {
     let mut conn = state.redis.get().await?;
     if conn.exists(marker(&state.prefix)).await? {
+        // Also after a failed check: the locks were in place all along.
+        state.readiness.started.store(true, Ordering::Release);
         return Ok(0);
     }
     state.readiness.started.store(false, Ordering::Release);

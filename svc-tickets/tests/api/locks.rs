@@ -87,3 +87,32 @@ async fn after_a_redis_restart_that_lost_data_locks_return_before_ready() {
         Holder::Reserved(order)
     );
 }
+
+#[tokio::test]
+async fn a_failed_lock_check_does_not_leave_the_service_unready() {
+    let mut redis = RedisServer::start();
+    let app = spawn_app_with(testing::settings("tickets", Some(redis.url()))).await;
+    let ready = async || {
+        app.client
+            .get(format!("{}/ready", app.address))
+            .send()
+            .await
+            .map(|r| r.status())
+            .ok()
+    };
+    testing::eventually("ready", 10, async || ready().await == Some(StatusCode::OK)).await;
+    // Redis away long enough for the lock check to fail, then back with its data.
+    let mut conn = app.redis.get().await.unwrap();
+    let _: () = deadpool_redis::redis::cmd("SAVE")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    drop(conn);
+    redis.stop();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    redis.resume();
+    testing::eventually("ready again", 10, async || {
+        ready().await == Some(StatusCode::OK)
+    })
+    .await;
+}
