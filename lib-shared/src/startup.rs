@@ -139,6 +139,29 @@ where
     });
 }
 
+/// Consumes `subjects` in this service's consumer group, as this instance, until shutdown.
+pub fn consume<H: crate::bus::Handler>(
+    settings: &CommonSettings,
+    infra: &Infra,
+    subjects: &[&'static str],
+    handler: H,
+) {
+    let mut config = crate::bus::ConsumerConfig::new(
+        settings.service,
+        &settings.instance,
+        &infra.prefix,
+        subjects,
+    );
+    config.claim_idle = settings.event_claim_idle;
+    crate::bus::spawn_consumer(
+        infra.redis_client.clone(),
+        infra.redis.clone(),
+        config,
+        Arc::new(handler),
+        infra.shutdown.clone(),
+    );
+}
+
 /// Serves `api` with the shared stack on the configured port.
 pub async fn launch<T: OpenApi + 'static>(
     settings: &CommonSettings,

@@ -1,13 +1,10 @@
 use std::sync::Arc;
 
-use lib_shared::{
-    bus::{ConsumerConfig, spawn_consumer},
-    startup::{self, Infra},
-};
+use lib_shared::startup::{self, Infra};
 use tokio::sync::Notify;
 
 use crate::{
-    SERVICE, Settings,
+    Settings,
     consumer::{OrderEvents, SUBJECTS},
     metrics::ExpiryMetrics,
     notifications::LapsedLocks,
@@ -45,20 +42,12 @@ impl Application {
             }
             .spawn(infra.shutdown.clone());
         }
-        let mut consumer = ConsumerConfig::new(SERVICE, &common.instance, &infra.prefix, SUBJECTS);
-        consumer.claim_idle = common.event_claim_idle;
         let handler = OrderEvents {
             queue: queue.clone(),
             metrics,
             wake,
         };
-        spawn_consumer(
-            infra.redis_client.clone(),
-            infra.redis.clone(),
-            consumer,
-            Arc::new(handler),
-            infra.shutdown.clone(),
-        );
+        startup::consume(common, &infra, SUBJECTS, handler);
         let api = ExpirationApi {
             queue: queue.clone(),
         };

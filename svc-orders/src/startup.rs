@@ -1,13 +1,12 @@
 use std::sync::Arc;
 
 use lib_shared::{
-    bus::{ConsumerConfig, spawn_consumer},
     outbox::Outbox,
     startup::{self, Infra},
 };
 
 use crate::{
-    SERVICE, Settings,
+    Settings,
     consumer::{Events, SUBJECTS},
     reservations::Reservations,
     routes::OrdersApi,
@@ -37,16 +36,13 @@ impl Application {
         })
         .await;
         outbox.spawn_relay(common.outbox_relay_every, infra.shutdown.clone());
-        let mut consumer = ConsumerConfig::new(SERVICE, &common.instance, &infra.prefix, SUBJECTS);
-        consumer.claim_idle = common.event_claim_idle;
-        spawn_consumer(
-            infra.redis_client.clone(),
-            infra.redis.clone(),
-            consumer,
-            Arc::new(Events {
+        startup::consume(
+            common,
+            &infra,
+            SUBJECTS,
+            Events {
                 reservations: reservations.clone(),
-            }),
-            infra.shutdown.clone(),
+            },
         );
         let api = OrdersApi {
             reservations: reservations.clone(),

@@ -2,7 +2,6 @@ use std::{sync::Arc, time::Duration};
 
 use deadpool_redis::Pool;
 use lib_shared::{
-    bus::{ConsumerConfig, spawn_consumer},
     config::CommonSettings,
     locks::Locks,
     ops::Readiness,
@@ -13,7 +12,6 @@ use mongodb::Database;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    SERVICE,
     cache::TicketCache,
     consumer::{OrderEvents, SUBJECTS},
     lock_rebuild,
@@ -65,17 +63,13 @@ impl Application {
         }
         lock_rebuild::spawn_watch(state.clone(), Duration::from_secs(1));
         outbox.spawn_relay(settings.outbox_relay_every, infra.shutdown.clone());
-        let mut consumer =
-            ConsumerConfig::new(SERVICE, &settings.instance, &infra.prefix, SUBJECTS);
-        consumer.claim_idle = settings.event_claim_idle;
-        spawn_consumer(
-            infra.redis_client.clone(),
-            infra.redis.clone(),
-            consumer,
-            Arc::new(OrderEvents {
+        startup::consume(
+            &settings,
+            &infra,
+            SUBJECTS,
+            OrderEvents {
                 state: state.clone(),
-            }),
-            infra.shutdown.clone(),
+            },
         );
         let api = TicketsApi {
             state: state.clone(),
