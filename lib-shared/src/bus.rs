@@ -73,6 +73,9 @@ pub struct ConsumerConfig {
     pub max_deliveries: usize,
     pub block: Duration,
     pub batch: usize,
+    /// Entries younger than this are never trimmed, so a service whose group does not
+    /// exist yet still finds recent events when it first starts.
+    pub retention: Duration,
     /// Entries of a batch handled at once. Handlers are idempotent and guarded by
     /// versions or the ticket locks, so their order within a batch does not matter.
     pub concurrency: usize,
@@ -89,6 +92,7 @@ impl ConsumerConfig {
             max_deliveries: 5,
             block: Duration::from_secs(1),
             batch: 64,
+            retention: Duration::from_secs(24 * 3600),
             concurrency: 16,
         }
     }
@@ -320,18 +324,30 @@ impl<H: Handler> Consumer<H> {
     }
 
     /// Takes over entries idle past the timeout, whether a dead consumer's or this
-    /// consumer's own failures, and handles them again.
+    /// consumer's own failures, and handles them again; now and then trims what every
+    /// group has acknowledged.
     async fn run_reclaimer(self: Arc<Self>, shutdown: CancellationToken) {
         let period = (self.config.claim_idle / 2).max(Duration::from_millis(50));
+        let mut last_trim = std::time::Instant::now();
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(period) => {}
                 _ = shutdown.cancelled() => return,
             }
+            let trim = last_trim.elapsed() >= TRIM_EVERY.min(self.config.claim_idle * 2);
             for stream in self.config.streams() {
                 if let Err(e) = self.reclaim(&stream, &shutdown).await {
                     tracing::debug!(%stream, error = %e, "reclaim pass failed");
                 }
+                if trim
+                    && let Err(e) =
+                        trim_acknowledged(&self.pool, &stream, self.config.retention).await
+                {
+                    tracing::debug!(%stream, error = %e, "trim pass failed");
+                }
+            }
+            if trim {
+                last_trim = std::time::Instant::now();
             }
         }
     }
@@ -369,6 +385,57 @@ impl<H: Handler> Consumer<H> {
             start = reply.next_stream_id;
         }
     }
+}
+
+const TRIM_EVERY: Duration = Duration::from_secs(60);
+
+/// Drops entries older than `retention` that every consumer group of the stream has
+/// acknowledged: never past a group's oldest pending entry or its read position.
+pub async fn trim_acknowledged(
+    pool: &Pool,
+    stream: &str,
+    retention: Duration,
+) -> Result<usize, DependencyError> {
+    let mut conn = pool.get().await?;
+    let groups: redis::streams::StreamInfoGroupsReply = match conn.xinfo_groups(stream).await {
+        Ok(groups) => groups,
+        Err(e) if e.code() == Some("ERR") => return Ok(0), // no such stream yet
+        Err(e) => return Err(e.into()),
+    };
+    if groups.groups.is_empty() {
+        return Ok(0);
+    }
+    let mut floor =
+        (chrono::Utc::now().timestamp_millis() - retention.as_millis() as i64).max(0) as u64;
+    for group in &groups.groups {
+        let position = if group.pending > 0 {
+            let reply: redis::streams::StreamPendingReply =
+                conn.xpending(stream, &group.name).await?;
+            match reply {
+                redis::streams::StreamPendingReply::Data(d) => d.start_id,
+                _ => group.last_delivered_id.clone(),
+            }
+        } else {
+            group.last_delivered_id.clone()
+        };
+        let ms = position
+            .split('-')
+            .next()
+            .and_then(|m| m.parse::<u64>().ok())
+            .unwrap_or(0);
+        floor = floor.min(ms);
+    }
+    if floor == 0 {
+        return Ok(0);
+    }
+    // MINID keeps every entry at or after this millisecond.
+    let trimmed: usize = redis::cmd("XTRIM")
+        .arg(stream)
+        .arg("MINID")
+        .arg(floor)
+        .query_async(&mut conn)
+        .await?;
+    Ok(trimmed)
 }
 
 fn envelope(map: &HashMap<String, Value>) -> anyhow::Result<Envelope> {

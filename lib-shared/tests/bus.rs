@@ -247,3 +247,67 @@ async fn the_outbox_relay_publishes_events_left_in_documents() {
         "nothing published twice"
     );
 }
+
+#[tokio::test]
+async fn trimming_keeps_every_entry_a_group_has_not_acknowledged() {
+    let s = setup();
+    let stream = s.stream("expiration:complete");
+    let mut conn = s.pool.get().await.unwrap();
+    let _: () = conn
+        .xgroup_create_mkstream(&stream, "fast", "0")
+        .await
+        .unwrap();
+    let _: () = conn
+        .xgroup_create_mkstream(&stream, "slow", "0")
+        .await
+        .unwrap();
+    for order in ["a", "b", "c"] {
+        s.publish(order).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let read = |group: &'static str, count: usize| {
+        let opts = deadpool_redis::redis::streams::StreamReadOptions::default()
+            .group(group, "c1")
+            .count(count);
+        let stream = stream.clone();
+        let pool = s.pool.clone();
+        async move {
+            let mut conn = pool.get().await.unwrap();
+            let r: deadpool_redis::redis::streams::StreamReadReply =
+                conn.xread_options(&[&stream], &[">"], &opts).await.unwrap();
+            r.keys[0]
+                .ids
+                .iter()
+                .map(|e| e.id.clone())
+                .collect::<Vec<_>>()
+        }
+    };
+    let fast = read("fast", 3).await;
+    let _: i64 = conn.xack(&stream, "fast", &fast).await.unwrap();
+    // The slow group has read one entry and not acknowledged it.
+    let slow = read("slow", 1).await;
+
+    let trimmed = lib_shared::bus::trim_acknowledged(&s.pool, &stream, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(trimmed, 0, "the slow group's pending entry is the oldest");
+
+    let _: i64 = conn.xack(&stream, "slow", &slow).await.unwrap();
+    let trimmed = lib_shared::bus::trim_acknowledged(&s.pool, &stream, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(trimmed, 0, "the slow group has still to read the others");
+    let rest = read("slow", 2).await;
+    let _: i64 = conn.xack(&stream, "slow", &rest).await.unwrap();
+    let trimmed = lib_shared::bus::trim_acknowledged(&s.pool, &stream, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(trimmed, 2, "all but the last read entry go");
+    assert_eq!(s.entries("expiration:complete").await.ids.len(), 1);
+
+    s.publish("d").await;
+    let kept = lib_shared::bus::trim_acknowledged(&s.pool, &stream, Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert_eq!(kept, 0, "nothing younger than the retention goes");
+}
