@@ -82,6 +82,16 @@ static PROMOTE: LazyLock<Script> = LazyLock::new(|| {
     )
 });
 
+/// `SET NX PX`, and on failure the current value, in one round trip.
+static ACQUIRE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+        if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return false end
+        return redis.call('GET', KEYS[1]) or ''
+        "#,
+    )
+});
+
 #[derive(Clone)]
 pub struct Locks {
     redis: Pool,
@@ -108,6 +118,23 @@ impl Locks {
             .set_options(lock_key(&self.prefix, ticket_id), order_id, options)
             .await?;
         Ok(set.is_some())
+    }
+
+    /// Takes the lock for `order_id`, or says who holds it: `Ok(None)` when taken.
+    pub async fn acquire_or_holder(
+        &self,
+        ticket_id: &str,
+        order_id: &str,
+        ttl: Duration,
+    ) -> Result<Option<Holder>, DependencyError> {
+        let mut conn = self.redis.get().await?;
+        let held: Option<String> = ACQUIRE
+            .key(lock_key(&self.prefix, ticket_id))
+            .arg(order_id)
+            .arg(ttl.as_millis().max(1) as u64)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(held.map(|v| Holder::from_value((!v.is_empty()).then_some(v))))
     }
 
     pub async fn holder(&self, ticket_id: &str) -> Result<Holder, DependencyError> {

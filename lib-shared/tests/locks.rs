@@ -143,3 +143,30 @@ async fn restore_never_overwrites_an_existing_lock() {
         Holder::Sold("order-x".into())
     );
 }
+
+#[tokio::test]
+async fn acquire_or_holder_takes_a_free_lock_or_names_the_holder() {
+    let locks = locks();
+    assert_eq!(
+        locks
+            .acquire_or_holder(TICKET, "order-a", MINUTE)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        locks
+            .acquire_or_holder(TICKET, "order-b", MINUTE)
+            .await
+            .unwrap(),
+        Some(Holder::Reserved("order-a".into()))
+    );
+    locks.promote(TICKET, "order-a").await.unwrap();
+    assert_eq!(
+        locks
+            .acquire_or_holder(TICKET, "order-b", MINUTE)
+            .await
+            .unwrap(),
+        Some(Holder::Sold("order-a".into()))
+    );
+}

@@ -65,11 +65,14 @@ impl Reservations {
     ) -> Result<OrderRecord, CreateError> {
         let order_id = ObjectId::new();
         let (ticket, order) = (ticket_id.to_hex(), order_id.to_hex());
-        if !self.locks.acquire(&ticket, &order, self.ttl).await? {
-            return Err(match self.locks.holder(&ticket).await? {
-                Holder::Sold(_) => CreateError::Sold,
-                _ => CreateError::Reserved,
-            });
+        match self
+            .locks
+            .acquire_or_holder(&ticket, &order, self.ttl)
+            .await?
+        {
+            None => {}
+            Some(Holder::Sold(_)) => return Err(CreateError::Sold),
+            Some(_) => return Err(CreateError::Reserved),
         }
         let created = self.create_locked(user_id, ticket_id, order_id).await;
         if created.is_err()
