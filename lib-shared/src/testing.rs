@@ -171,6 +171,21 @@ pub fn token_for(user_id: &str) -> String {
     .expect("signing a test token")
 }
 
+/// A signed-in user as the services see one: an id and a token for it.
+pub struct TestUser {
+    pub id: String,
+    pub token: String,
+}
+
+/// A new signed-in user.
+pub fn new_user() -> TestUser {
+    let id = new_user_id();
+    TestUser {
+        token: token_for(&id),
+        id,
+    }
+}
+
 /// A new user id (an ObjectId, as the auth service assigns).
 pub fn new_user_id() -> String {
     mongodb::bson::oid::ObjectId::new().to_hex()

@@ -20,18 +20,7 @@ pub struct System {
     pub redis_url: Option<String>,
 }
 
-pub struct User {
-    pub id: String,
-    pub token: String,
-}
-
-pub fn new_user() -> User {
-    let id = testing::new_user_id();
-    User {
-        token: testing::token_for(&id),
-        id,
-    }
-}
+pub use lib_shared::testing::{TestUser as User, new_user};
 
 fn settings(service: &'static str, redis_url: &Option<String>, prefix: &str) -> CommonSettings {
     let mut s = testing::settings(service, redis_url.clone());

@@ -49,18 +49,7 @@ pub async fn spawn_app_with(common: CommonSettings, order_ttl: Duration) -> Test
     }
 }
 
-pub struct User {
-    pub id: String,
-    pub token: String,
-}
-
-pub fn new_user() -> User {
-    let id = testing::new_user_id();
-    User {
-        token: testing::token_for(&id),
-        id,
-    }
-}
+pub use lib_shared::testing::{TestUser as User, new_user};
 
 impl TestApp {
     pub fn url(&self, path: &str) -> String {

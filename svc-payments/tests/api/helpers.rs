@@ -17,18 +17,7 @@ pub struct System {
     pub locks: Locks,
 }
 
-pub struct User {
-    pub id: String,
-    pub token: String,
-}
-
-pub fn new_user() -> User {
-    let id = testing::new_user_id();
-    User {
-        token: testing::token_for(&id),
-        id,
-    }
-}
+pub use lib_shared::testing::{TestUser as User, new_user};
 
 fn settings(service: &'static str, prefix: &str) -> CommonSettings {
     let mut s = testing::settings(service, None);
