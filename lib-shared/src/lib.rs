@@ -5,6 +5,7 @@ pub mod auth;
 pub mod body;
 pub mod body_limit;
 pub mod bus;
+pub mod clock;
 pub mod config;
 pub mod error;
 pub mod events;

@@ -1,7 +1,7 @@
 //! The use cases behind the users routes: registering, checking passwords, issuing and
 //! revoking tokens.
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use deadpool_redis::{Pool, redis::AsyncCommands};
 use lib_shared::{
     auth::{AuthVerifier, SESSION_COOKIE, VerifyError, revoked_key},
@@ -43,7 +43,7 @@ impl Accounts {
             id: ObjectId::new(),
             email: email.as_str().to_string(),
             password_hash,
-            created_at: now_millis(),
+            created_at: lib_shared::clock::now(),
         };
         store::insert_user(&self.db, &user).await?;
         tracing::info!(user_id = %user.id, "user registered");
@@ -110,9 +110,4 @@ impl Accounts {
             "{SESSION_COOKIE}={value}; HttpOnly; SameSite=Lax; Path=/; Max-Age={max_age}{secure}"
         )
     }
-}
-
-/// MongoDB keeps milliseconds; truncating first makes the answer equal what is stored.
-fn now_millis() -> DateTime<Utc> {
-    DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).unwrap_or_else(Utc::now)
 }

@@ -156,7 +156,7 @@ impl Checkout {
             currency: "usd".into(),
             stripe_id: intent.id.clone(),
             status: SUCCEEDED.into(),
-            created_at: now(),
+            created_at: lib_shared::clock::now(),
         };
         if self.locks.promote(&order.ticket_id, &order_hex).await? == Promotion::Lost {
             return Err(PayError::Refunded(self.refund(payment).await?));
@@ -213,9 +213,4 @@ impl Checkout {
 
 fn uuid_token() -> String {
     ObjectId::new().to_hex()
-}
-
-fn now() -> chrono::DateTime<chrono::Utc> {
-    let now = chrono::Utc::now();
-    chrono::DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now)
 }

@@ -66,10 +66,7 @@ impl TicketRecord {
     }
 }
 
-/// MongoDB keeps milliseconds; truncating first makes answers equal what is stored.
-pub fn now() -> DateTime<Utc> {
-    DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).unwrap_or_else(Utc::now)
-}
+pub use lib_shared::clock::now;
 
 fn tickets(db: &Database) -> Collection<TicketRecord> {
     db.collection(COLLECTION)
