@@ -14,12 +14,13 @@ use serde::Serialize;
 use crate::{stats::Figure, target::Target};
 
 pub const USAGE: &str = "usage: bench <flash-sale|browse|expiry|journey|baseline|all> \
-[--tickets N] [--buyers M] [--orders K] [--requests R] [--concurrency C] [--journeys J] [--out FILE]";
+[--tickets N] [--buyers M] [--attempts A] [--orders K] [--requests R] [--concurrency C] [--journeys J] [--out FILE]";
 
 #[derive(Debug, Clone)]
 pub struct Options {
     pub tickets: usize,
     pub buyers: usize,
+    pub attempts: usize,
     pub orders: usize,
     pub requests: usize,
     pub concurrency: usize,
@@ -89,6 +90,7 @@ async fn main() -> anyhow::Result<()> {
         options: BTreeMap::from([
             ("tickets", options.tickets),
             ("buyers", options.buyers),
+            ("attempts", options.attempts),
             ("orders", options.orders),
             ("requests", options.requests),
             ("concurrency", options.concurrency),
@@ -113,6 +115,7 @@ fn parse_options(args: &[String]) -> anyhow::Result<Options> {
     let mut o = Options {
         tickets: 100,
         buyers: 2000,
+        attempts: 5,
         orders: 1000,
         requests: 20_000,
         concurrency: 64,
@@ -132,6 +135,7 @@ fn parse_options(args: &[String]) -> anyhow::Result<Options> {
         match flag.as_str() {
             "--tickets" => o.tickets = number()?,
             "--buyers" => o.buyers = number()?,
+            "--attempts" => o.attempts = number()?.max(1),
             "--orders" => o.orders = number()?,
             "--requests" => o.requests = number()?,
             "--concurrency" => o.concurrency = number()?,

@@ -1,6 +1,7 @@
 //! Who is calling: JWTs signed by the auth service, verified here with its public key.
 
-use deadpool_redis::{Pool, redis::AsyncCommands};
+use std::sync::Arc;
+
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use poem::{Request, RequestBody, http::StatusCode};
 use poem_openapi::{
@@ -8,9 +9,13 @@ use poem_openapi::{
     auth::{ApiKey, Bearer},
     registry::Registry,
 };
+use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{DependencyError, ErrorBody};
+use crate::{
+    error::{DependencyError, ErrorBody},
+    infra::Redis,
+};
 
 /// The only algorithm accepted; a token naming any other is refused.
 pub const ALGORITHM: Algorithm = Algorithm::EdDSA;
@@ -64,17 +69,64 @@ pub fn revoked_key(prefix: &str, jti: &str) -> String {
     format!("{prefix}auth:revoked:{jti}")
 }
 
+/// How many verified tokens a service remembers: a flash sale's buyers fit, and at a few
+/// hundred bytes each the cache stays within a few MB.
+pub const VERIFIED_TOKENS: usize = 10_000;
+
+/// Tokens whose signature and claims were already checked, so a buyer's repeated requests
+/// skip the Ed25519 verification. Keyed by the whole token (a tampered one is another key),
+/// bounded, and an entry is never used at or past the token's `exp`. Revocation is not
+/// cached: it is checked in Redis on every request, so it takes effect at once.
+pub struct VerifiedTokens {
+    cache: quick_cache::sync::Cache<String, CurrentUser>,
+}
+
+impl VerifiedTokens {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            cache: quick_cache::sync::Cache::new(capacity.max(1)),
+        }
+    }
+
+    /// The user of `token` if it was verified before and, at `now` (Unix seconds), has
+    /// not expired.
+    pub fn get(&self, token: &str, now: i64) -> Option<CurrentUser> {
+        let user = self.cache.get(token)?;
+        if now < user.expires_at {
+            Some(user)
+        } else {
+            self.cache.remove(token);
+            None
+        }
+    }
+
+    pub fn insert(&self, token: &str, user: &CurrentUser, now: i64) {
+        if now < user.expires_at {
+            self.cache.insert(token.to_string(), user.clone());
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.cache.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.cache.is_empty()
+    }
+}
+
 /// Checks signature, algorithm, issuer, audience, expiry and revocation.
 #[derive(Clone)]
 pub struct AuthVerifier {
     key: DecodingKey,
     validation: Validation,
-    redis: Pool,
+    verified: Arc<VerifiedTokens>,
+    redis: Redis,
     prefix: String,
 }
 
 impl AuthVerifier {
-    pub fn new(public_pem: &str, redis: Pool, prefix: String) -> anyhow::Result<Self> {
+    pub fn new(public_pem: &str, redis: Redis, prefix: String) -> anyhow::Result<Self> {
         let key = DecodingKey::from_ed_pem(public_pem.as_bytes())
             .map_err(|e| anyhow::anyhow!("JWT_PUBLIC_KEY is not an Ed25519 public key: {e}"))?;
         let mut validation = Validation::new(ALGORITHM);
@@ -85,6 +137,7 @@ impl AuthVerifier {
         Ok(Self {
             key,
             validation,
+            verified: Arc::new(VerifiedTokens::new(VERIFIED_TOKENS)),
             redis,
             prefix,
         })
@@ -98,16 +151,24 @@ impl AuthVerifier {
     }
 
     pub async fn verify(&self, token: &str) -> Result<CurrentUser, VerifyError> {
-        let claims = self.decode(token)?;
-        let mut conn = self.redis.get().await.map_err(DependencyError::from)?;
+        let now = chrono::Utc::now().timestamp();
+        let user = match self.verified.get(token, now) {
+            Some(user) => user,
+            None => {
+                let user = CurrentUser::from(self.decode(token)?);
+                self.verified.insert(token, &user, now);
+                user
+            }
+        };
+        let mut conn = self.redis.clone();
         let revoked: bool = conn
-            .exists(revoked_key(&self.prefix, &claims.jti))
+            .exists(revoked_key(&self.prefix, &user.token_id))
             .await
             .map_err(DependencyError::from)?;
         if revoked {
             return Err(VerifyError::Revoked);
         }
-        Ok(claims.into())
+        Ok(user)
     }
 }
 
@@ -252,5 +313,48 @@ impl<'a> ApiExtractor<'a> for MaybeAuthenticated {
             Err(VerifyError::Invalid | VerifyError::Revoked) => Ok(Self(None)),
             Err(VerifyError::Dependency(e)) => Err(dependency_error(e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(n: usize, expires_at: i64) -> CurrentUser {
+        CurrentUser {
+            id: format!("user-{n}"),
+            email: format!("{n}@example.com"),
+            token_id: format!("jti-{n}"),
+            expires_at,
+        }
+    }
+
+    #[test]
+    fn a_verified_token_is_remembered_until_it_expires() {
+        let tokens = VerifiedTokens::new(10);
+        tokens.insert("token", &user(1, 1_000), 900);
+        assert_eq!(tokens.get("token", 999), Some(user(1, 1_000)));
+        assert_eq!(tokens.get("token", 1_000), None);
+        assert!(tokens.is_empty(), "an expired entry is dropped when met");
+        assert_eq!(tokens.get("other", 900), None);
+    }
+
+    #[test]
+    fn an_expired_token_is_never_remembered() {
+        let tokens = VerifiedTokens::new(10);
+        tokens.insert("late", &user(1, 1_000), 1_000);
+        assert_eq!(tokens.get("late", 999), None);
+        assert!(tokens.is_empty());
+    }
+
+    #[test]
+    fn the_cache_stays_within_its_bound() {
+        let tokens = VerifiedTokens::new(100);
+        for n in 0..1_000 {
+            tokens.insert(&format!("token-{n}"), &user(n, i64::MAX), 0);
+        }
+        assert!(tokens.len() <= 100, "{} entries", tokens.len());
+        // The newest entries are the ones kept.
+        assert!(tokens.get("token-999", 0).is_some());
     }
 }

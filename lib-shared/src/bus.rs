@@ -6,15 +6,12 @@ use std::{collections::HashMap, future::Future, sync::Arc, time::Duration};
 
 use futures::StreamExt;
 
-use deadpool_redis::{
-    Pool,
-    redis::{
-        self, AsyncCommands, AsyncConnectionConfig, Value,
-        aio::MultiplexedConnection,
-        streams::{
-            StreamAutoClaimOptions, StreamAutoClaimReply, StreamId, StreamPendingCountReply,
-            StreamReadOptions, StreamReadReply,
-        },
+use redis::{
+    self, AsyncCommands, AsyncConnectionConfig, Value,
+    aio::MultiplexedConnection,
+    streams::{
+        StreamAutoClaimOptions, StreamAutoClaimReply, StreamId, StreamPendingCountReply,
+        StreamReadOptions, StreamReadReply,
     },
 };
 use tokio_util::sync::CancellationToken;
@@ -22,22 +19,23 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     error::DependencyError,
     events::{DEAD_LETTER, Envelope, stream_key},
+    infra::Redis,
 };
 
 #[derive(Clone)]
 pub struct Publisher {
-    redis: Pool,
+    redis: Redis,
     prefix: String,
 }
 
 impl Publisher {
-    pub fn new(redis: Pool, prefix: String) -> Self {
+    pub fn new(redis: Redis, prefix: String) -> Self {
         Self { redis, prefix }
     }
 
     /// Appends the event to its subject's stream; returns the entry id.
     pub async fn publish(&self, event: &Envelope) -> Result<String, DependencyError> {
-        let mut conn = self.redis.get().await?;
+        let mut conn = self.redis.clone();
         let entry: String = conn
             .xadd(
                 stream_key(&self.prefix, &event.kind),
@@ -108,7 +106,7 @@ impl ConsumerConfig {
 /// Runs the reader and the reclaimer until `shutdown`, reconnecting whenever Redis goes away.
 pub fn spawn_consumer<H: Handler>(
     client: redis::Client,
-    pool: Pool,
+    pool: Redis,
     config: ConsumerConfig,
     handler: Arc<H>,
     shutdown: CancellationToken,
@@ -125,7 +123,7 @@ pub fn spawn_consumer<H: Handler>(
 
 struct Consumer<H> {
     client: redis::Client,
-    pool: Pool,
+    pool: Redis,
     config: ConsumerConfig,
     handler: Arc<H>,
 }
@@ -253,7 +251,7 @@ impl<H: Handler> Consumer<H> {
                 .await
                 .map_err(|e| (Some(event), e)),
         };
-        let mut conn = self.pool.get().await?;
+        let mut conn = self.pool.clone();
         match outcome {
             Ok(()) => {}
             Err((event, error)) => {
@@ -281,7 +279,7 @@ impl<H: Handler> Consumer<H> {
 
     async fn deliveries(
         &self,
-        conn: &mut deadpool_redis::Connection,
+        conn: &mut redis::aio::ConnectionManager,
         stream: &str,
         id: &str,
     ) -> Result<usize, DependencyError> {
@@ -293,7 +291,7 @@ impl<H: Handler> Consumer<H> {
 
     async fn dead_letter(
         &self,
-        conn: &mut deadpool_redis::Connection,
+        conn: &mut redis::aio::ConnectionManager,
         stream: &str,
         entry: &StreamId,
         event: Option<&Envelope>,
@@ -356,7 +354,7 @@ impl<H: Handler> Consumer<H> {
         let mut start = "0-0".to_string();
         loop {
             let reply: StreamAutoClaimReply = {
-                let mut conn = self.pool.get().await?;
+                let mut conn = self.pool.clone();
                 conn.xautoclaim_options(
                     stream,
                     &self.config.group,
@@ -368,7 +366,7 @@ impl<H: Handler> Consumer<H> {
                 .await?
             };
             if !reply.deleted_ids.is_empty() {
-                let mut conn = self.pool.get().await?;
+                let mut conn = self.pool.clone();
                 let _: i64 = conn
                     .xack(stream, &self.config.group, &reply.deleted_ids)
                     .await?;
@@ -392,11 +390,11 @@ const TRIM_EVERY: Duration = Duration::from_secs(60);
 /// Drops entries older than `retention` that every consumer group of the stream has
 /// acknowledged: never past a group's oldest pending entry or its read position.
 pub async fn trim_acknowledged(
-    pool: &Pool,
+    pool: &Redis,
     stream: &str,
     retention: Duration,
 ) -> Result<usize, DependencyError> {
-    let mut conn = pool.get().await?;
+    let mut conn = pool.clone();
     let groups: redis::streams::StreamInfoGroupsReply = match conn.xinfo_groups(stream).await {
         Ok(groups) => groups,
         Err(e) if e.code() == Some("ERR") => return Ok(0), // no such stream yet

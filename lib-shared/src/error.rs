@@ -84,8 +84,8 @@ impl From<mongodb::error::Error> for DependencyError {
     }
 }
 
-impl From<deadpool_redis::redis::RedisError> for DependencyError {
-    fn from(err: deadpool_redis::redis::RedisError) -> Self {
+impl From<redis::RedisError> for DependencyError {
+    fn from(err: redis::RedisError) -> Self {
         if err.is_io_error()
             || err.is_connection_dropped()
             || err.is_connection_refusal()
@@ -95,16 +95,6 @@ impl From<deadpool_redis::redis::RedisError> for DependencyError {
             Self::Unavailable(err.into())
         } else {
             Self::Unexpected(err.into())
-        }
-    }
-}
-
-impl From<deadpool_redis::PoolError> for DependencyError {
-    fn from(err: deadpool_redis::PoolError) -> Self {
-        use deadpool_redis::PoolError;
-        match err {
-            PoolError::Backend(e) => e.into(),
-            other => Self::Unavailable(anyhow::anyhow!("redis pool: {other}")),
         }
     }
 }

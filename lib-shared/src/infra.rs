@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use deadpool_redis::{Manager, Pool, Runtime, redis::AsyncConnectionConfig};
 use mongodb::{Client, Database, bson::doc, options::ClientOptions};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use crate::config::CommonSettings;
 
@@ -23,22 +23,22 @@ pub async fn mongo(settings: &CommonSettings) -> anyhow::Result<Database> {
     Ok(client.database(&settings.mongodb_database))
 }
 
-pub fn redis(settings: &CommonSettings) -> anyhow::Result<Pool> {
-    // Redis' own default of 500 ms per reply is too tight for a loaded machine; a
-    // dependency that is really down still answers 503 within DEPENDENCY_TIMEOUT.
-    let connection = AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(DEPENDENCY_TIMEOUT))
-        .set_response_timeout(Some(DEPENDENCY_TIMEOUT));
-    let manager = Manager::new_with_config(settings.redis_url.expose(), connection)
+/// One multiplexed Redis connection per service, shared by every request: concurrent
+/// commands are pipelined on it instead of each taking a pooled connection (and a PING to
+/// check it). Blocking reads use connections of their own.
+pub type Redis = ConnectionManager;
+
+/// Connects lazily and reconnects by itself. While Redis is away a command fails within
+/// DEPENDENCY_TIMEOUT (503) rather than queueing behind retries; the next one reconnects.
+pub fn redis(settings: &CommonSettings) -> anyhow::Result<Redis> {
+    let client = redis::Client::open(settings.redis_url.expose())
         .context("REDIS_URL is not a valid Redis URL")?;
-    Pool::builder(manager)
-        .max_size(32)
-        .wait_timeout(Some(DEPENDENCY_TIMEOUT))
-        .create_timeout(Some(DEPENDENCY_TIMEOUT))
-        .recycle_timeout(Some(DEPENDENCY_TIMEOUT))
-        .runtime(Runtime::Tokio1)
-        .build()
-        .context("building the Redis pool")
+    // Redis' own default of 500 ms per reply is too tight for a loaded machine.
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(DEPENDENCY_TIMEOUT))
+        .set_response_timeout(Some(DEPENDENCY_TIMEOUT))
+        .set_number_of_retries(0);
+    ConnectionManager::new_lazy_with_config(client, config).context("building the Redis connection")
 }
 
 pub async fn ping_mongo(db: &Database) -> anyhow::Result<()> {
@@ -48,9 +48,9 @@ pub async fn ping_mongo(db: &Database) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn ping_redis(pool: &Pool) -> anyhow::Result<()> {
-    let mut conn = pool.get().await.context("Redis connection")?;
-    let _: String = deadpool_redis::redis::cmd("PING")
+pub async fn ping_redis(redis: &Redis) -> anyhow::Result<()> {
+    let mut conn = redis.clone();
+    let _: String = redis::cmd("PING")
         .query_async(&mut conn)
         .await
         .context("Redis ping")?;

@@ -4,12 +4,9 @@
 
 use std::{sync::LazyLock, time::Duration};
 
-use deadpool_redis::{
-    Pool,
-    redis::{AsyncCommands, Script, SetExpiry, SetOptions},
-};
+use redis::{AsyncCommands, Script, SetExpiry, SetOptions};
 
-use crate::error::DependencyError;
+use crate::{error::DependencyError, infra::Redis};
 
 pub fn lock_key(prefix: &str, ticket_id: &str) -> String {
     format!("{prefix}lock:ticket:{ticket_id}")
@@ -94,12 +91,12 @@ static ACQUIRE: LazyLock<Script> = LazyLock::new(|| {
 
 #[derive(Clone)]
 pub struct Locks {
-    redis: Pool,
+    redis: Redis,
     prefix: String,
 }
 
 impl Locks {
-    pub fn new(redis: Pool, prefix: String) -> Self {
+    pub fn new(redis: Redis, prefix: String) -> Self {
         Self { redis, prefix }
     }
 
@@ -110,9 +107,9 @@ impl Locks {
         order_id: &str,
         ttl: Duration,
     ) -> Result<bool, DependencyError> {
-        let mut conn = self.redis.get().await?;
+        let mut conn = self.redis.clone();
         let options = SetOptions::default()
-            .conditional_set(deadpool_redis::redis::ExistenceCheck::NX)
+            .conditional_set(redis::ExistenceCheck::NX)
             .with_expiration(SetExpiry::PX(ttl.as_millis().max(1) as u64));
         let set: Option<String> = conn
             .set_options(lock_key(&self.prefix, ticket_id), order_id, options)
@@ -127,7 +124,7 @@ impl Locks {
         order_id: &str,
         ttl: Duration,
     ) -> Result<Option<Holder>, DependencyError> {
-        let mut conn = self.redis.get().await?;
+        let mut conn = self.redis.clone();
         let held: Option<String> = ACQUIRE
             .key(lock_key(&self.prefix, ticket_id))
             .arg(order_id)
@@ -138,7 +135,7 @@ impl Locks {
     }
 
     pub async fn holder(&self, ticket_id: &str) -> Result<Holder, DependencyError> {
-        let mut conn = self.redis.get().await?;
+        let mut conn = self.redis.clone();
         let value: Option<String> = conn.get(lock_key(&self.prefix, ticket_id)).await?;
         Ok(Holder::from_value(value))
     }
@@ -149,7 +146,7 @@ impl Locks {
         ticket_id: &str,
         order_id: &str,
     ) -> Result<Release, DependencyError> {
-        let mut conn = self.redis.get().await?;
+        let mut conn = self.redis.clone();
         let code: i64 = RELEASE
             .key(lock_key(&self.prefix, ticket_id))
             .arg(order_id)
@@ -168,7 +165,7 @@ impl Locks {
         ticket_id: &str,
         order_id: &str,
     ) -> Result<Promotion, DependencyError> {
-        let mut conn = self.redis.get().await?;
+        let mut conn = self.redis.clone();
         let code: i64 = PROMOTE
             .key(lock_key(&self.prefix, ticket_id))
             .arg(order_id)
@@ -189,9 +186,8 @@ impl Locks {
         value: &str,
         ttl: Option<Duration>,
     ) -> Result<bool, DependencyError> {
-        let mut conn = self.redis.get().await?;
-        let mut options =
-            SetOptions::default().conditional_set(deadpool_redis::redis::ExistenceCheck::NX);
+        let mut conn = self.redis.clone();
+        let mut options = SetOptions::default().conditional_set(redis::ExistenceCheck::NX);
         if let Some(ttl) = ttl {
             options = options.with_expiration(SetExpiry::PX(ttl.as_millis().max(1) as u64));
         }

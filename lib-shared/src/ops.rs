@@ -5,11 +5,10 @@ use std::sync::{
     atomic::{AtomicBool, Ordering},
 };
 
-use deadpool_redis::Pool;
 use mongodb::Database;
 use poem_openapi::{ApiResponse, Object, OpenApi, Tags, payload::Json, payload::PlainText};
 
-use crate::{error::ErrorBody, infra, metrics::Metrics};
+use crate::{error::ErrorBody, infra, infra::Redis, metrics::Metrics};
 
 #[derive(Tags)]
 enum OpsTags {
@@ -38,7 +37,7 @@ pub enum ReadyResponse {
 #[derive(Clone)]
 pub struct Readiness {
     pub mongo: Database,
-    pub redis: Pool,
+    pub redis: Redis,
     pub started: Arc<AtomicBool>,
     /// A Redis key that must exist for the service to be ready: it marks start-up work
     /// kept in Redis (such as rebuilt locks), which a Redis that lost its data lacks.
@@ -46,7 +45,7 @@ pub struct Readiness {
 }
 
 impl Readiness {
-    pub fn new(mongo: Database, redis: Pool) -> Self {
+    pub fn new(mongo: Database, redis: Redis) -> Self {
         Self {
             mongo,
             redis,
@@ -66,10 +65,8 @@ impl OpsApi {
         let Some(key) = &self.readiness.redis_marker else {
             return true;
         };
-        let Ok(mut conn) = self.readiness.redis.get().await else {
-            return false;
-        };
-        deadpool_redis::redis::AsyncCommands::exists(&mut conn, key)
+        let mut conn = self.readiness.redis.clone();
+        redis::AsyncCommands::exists(&mut conn, key)
             .await
             .unwrap_or(false)
     }

@@ -4,7 +4,6 @@
 use std::{sync::Arc, time::Duration};
 
 use anyhow::Context;
-use deadpool_redis::Pool;
 use mongodb::Database;
 use poem::{
     EndpointExt, IntoEndpoint, Route, Server,
@@ -22,6 +21,7 @@ use crate::{
     config::CommonSettings,
     error::{ErrorBody, JsonErrors},
     infra,
+    infra::Redis,
     locks::Locks,
     metrics::{Metrics, TrackRequests},
     ops::{OpsApi, Readiness},
@@ -34,9 +34,9 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 #[derive(Clone)]
 pub struct Infra {
     pub mongo: Database,
-    pub redis: Pool,
+    pub redis: Redis,
     /// For connections that must not share the pool's short response timeout.
-    pub redis_client: deadpool_redis::redis::Client,
+    pub redis_client: redis::Client,
     pub prefix: String,
     pub publisher: Publisher,
     pub locks: Locks,
@@ -51,7 +51,7 @@ impl Infra {
     pub async fn connect(settings: &CommonSettings) -> anyhow::Result<Self> {
         let mongo = infra::mongo(settings).await?;
         let redis = infra::redis(settings)?;
-        let redis_client = deadpool_redis::redis::Client::open(settings.redis_url.expose())
+        let redis_client = redis::Client::open(settings.redis_url.expose())
             .context("REDIS_URL is not a valid Redis URL")?;
         let prefix = settings.redis_prefix.clone();
         let verifier = AuthVerifier::new(

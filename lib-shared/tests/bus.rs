@@ -2,7 +2,6 @@
 
 use std::{sync::Arc, time::Duration};
 
-use deadpool_redis::redis::{AsyncCommands, streams::StreamRangeReply};
 use lib_shared::{
     bus::{ConsumerConfig, Handler, Publisher, spawn_consumer},
     events::{Envelope, ExpirationComplete, stream_key},
@@ -10,6 +9,7 @@ use lib_shared::{
     testing,
 };
 use mongodb::bson::{doc, oid::ObjectId};
+use redis::{AsyncCommands, streams::StreamRangeReply};
 use tokio_util::sync::CancellationToken;
 
 struct Counting {
@@ -28,8 +28,8 @@ impl Handler for Counting {
 
 struct Setup {
     settings: lib_shared::config::CommonSettings,
-    pool: deadpool_redis::Pool,
-    client: deadpool_redis::redis::Client,
+    pool: lib_shared::infra::Redis,
+    client: redis::Client,
     publisher: Publisher,
     shutdown: CancellationToken,
 }
@@ -37,7 +37,7 @@ struct Setup {
 fn setup() -> Setup {
     let settings = testing::settings("bus", None);
     let pool = lib_shared::infra::redis(&settings).unwrap();
-    let client = deadpool_redis::redis::Client::open(settings.redis_url.expose()).unwrap();
+    let client = redis::Client::open(settings.redis_url.expose()).unwrap();
     Setup {
         publisher: Publisher::new(pool.clone(), settings.redis_prefix.clone()),
         settings,
@@ -90,8 +90,8 @@ impl Setup {
     }
 
     async fn pending(&self) -> usize {
-        let mut conn = self.pool.get().await.unwrap();
-        let reply: deadpool_redis::redis::streams::StreamPendingReply = conn
+        let mut conn = self.pool.clone();
+        let reply: redis::streams::StreamPendingReply = conn
             .xpending(self.stream("expiration:complete"), "svc")
             .await
             .unwrap();
@@ -99,7 +99,7 @@ impl Setup {
     }
 
     async fn entries(&self, subject: &str) -> StreamRangeReply {
-        let mut conn = self.pool.get().await.unwrap();
+        let mut conn = self.pool.clone();
         conn.xrange_all(self.stream(subject)).await.unwrap()
     }
 }
@@ -140,16 +140,15 @@ async fn an_entry_read_by_a_dead_consumer_is_handled_by_another() {
     let s = setup();
     {
         // A consumer that reads and dies before acknowledging.
-        let mut conn = s.pool.get().await.unwrap();
+        let mut conn = s.pool.clone();
         let stream = s.stream("expiration:complete");
         let _: () = conn
             .xgroup_create_mkstream(&stream, "svc", "0")
             .await
             .unwrap();
         s.publish("orphan").await;
-        let opts =
-            deadpool_redis::redis::streams::StreamReadOptions::default().group("svc", "dead");
-        let read: deadpool_redis::redis::streams::StreamReadReply =
+        let opts = redis::streams::StreamReadOptions::default().group("svc", "dead");
+        let read: redis::streams::StreamReadReply =
             conn.xread_options(&[&stream], &[">"], &opts).await.unwrap();
         assert_eq!(read.keys[0].ids.len(), 1);
     }
@@ -174,8 +173,7 @@ async fn a_handler_that_always_fails_ends_in_the_dead_letter_stream() {
     eventually("acknowledged", async || s.pending().await == 0).await;
     assert_eq!(seen.lock().unwrap().len(), 5, "delivered exactly 5 times");
     let letter = &s.entries("dead-letter").await.ids[0];
-    let text =
-        |f: &str| deadpool_redis::redis::from_redis_value_ref::<String>(&letter.map[f]).unwrap();
+    let text = |f: &str| redis::from_redis_value_ref::<String>(&letter.map[f]).unwrap();
     assert_eq!(text("type"), "expiration:complete");
     assert_eq!(text("deliveries"), "5");
     assert!(text("error").contains("refuses everything"));
@@ -186,7 +184,7 @@ async fn a_handler_that_always_fails_ends_in_the_dead_letter_stream() {
 async fn malformed_entries_are_dead_lettered_at_once() {
     let s = setup();
     let seen = s.start("a", false);
-    let mut conn = s.pool.get().await.unwrap();
+    let mut conn = s.pool.clone();
     let _: String = conn
         .xadd(s.stream("expiration:complete"), "*", &[("junk", "1")])
         .await
@@ -231,8 +229,7 @@ async fn the_outbox_relay_publishes_events_left_in_documents() {
 
     let entries = s.entries("expiration:complete").await;
     assert_eq!(entries.ids.len(), 1);
-    let published_id =
-        deadpool_redis::redis::from_redis_value_ref::<String>(&entries.ids[0].map["id"]).unwrap();
+    let published_id = redis::from_redis_value_ref::<String>(&entries.ids[0].map["id"]).unwrap();
     assert_eq!(published_id, event.id, "the stored event id is kept");
     let stored = db
         .collection::<mongodb::bson::Document>("orders")
@@ -252,7 +249,7 @@ async fn the_outbox_relay_publishes_events_left_in_documents() {
 async fn trimming_keeps_every_entry_a_group_has_not_acknowledged() {
     let s = setup();
     let stream = s.stream("expiration:complete");
-    let mut conn = s.pool.get().await.unwrap();
+    let mut conn = s.pool.clone();
     let _: () = conn
         .xgroup_create_mkstream(&stream, "fast", "0")
         .await
@@ -266,14 +263,14 @@ async fn trimming_keeps_every_entry_a_group_has_not_acknowledged() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let read = |group: &'static str, count: usize| {
-        let opts = deadpool_redis::redis::streams::StreamReadOptions::default()
+        let opts = redis::streams::StreamReadOptions::default()
             .group(group, "c1")
             .count(count);
         let stream = stream.clone();
         let pool = s.pool.clone();
         async move {
-            let mut conn = pool.get().await.unwrap();
-            let r: deadpool_redis::redis::streams::StreamReadReply =
+            let mut conn = pool.clone();
+            let r: redis::streams::StreamReadReply =
                 conn.xread_options(&[&stream], &[">"], &opts).await.unwrap();
             r.keys[0]
                 .ids

@@ -1,6 +1,5 @@
 //! The authenticated-user extractor against a real Redis.
 
-use deadpool_redis::redis::AsyncCommands;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use lib_shared::{
     auth::{AUDIENCE, AuthVerifier, Authenticated, Claims, ISSUER, revoked_key},
@@ -10,6 +9,7 @@ use lib_shared::{
 };
 use poem::{EndpointExt, http::StatusCode, test::TestClient};
 use poem_openapi::{OpenApi, OpenApiService, payload::PlainText};
+use redis::AsyncCommands;
 
 struct Api;
 
@@ -146,7 +146,7 @@ async fn a_revoked_token_is_refused() {
     let header = || Some(("authorization", format!("Bearer {token}")));
     assert_eq!(status_and_body(&app, header()).await.0, StatusCode::OK);
 
-    let client = deadpool_redis::redis::Client::open(redis.as_str()).unwrap();
+    let client = redis::Client::open(redis.as_str()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let () = conn
         .set_ex(revoked_key(&prefix, &claims.jti), 1, 600)
@@ -157,6 +157,38 @@ async fn a_revoked_token_is_refused() {
         status_and_body(&app, header()).await.0,
         StatusCode::UNAUTHORIZED
     );
+}
+
+#[tokio::test]
+async fn a_remembered_token_does_not_vouch_for_a_tampered_copy() {
+    let (_, redis) = testing::test_servers();
+    let app = client(verifier(&redis, &testing::unique_name("t")));
+    let token = sign(&claims(600), testing::TEST_PRIVATE_KEY, Algorithm::EdDSA);
+    let bearer = |t: &str| Some(("authorization", format!("Bearer {t}")));
+    assert_eq!(
+        status_and_body(&app, bearer(&token)).await.0,
+        StatusCode::OK
+    );
+
+    // Same header and signature, claims rewritten to another user.
+    let mut parts: Vec<String> = token.split('.').map(String::from).collect();
+    let mut forged = claims(600);
+    forged.sub = "someone-else".into();
+    parts[1] = base64_url(&serde_json::to_vec(&forged).unwrap());
+    let tampered = parts.join(".");
+    assert_eq!(
+        status_and_body(&app, bearer(&tampered)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        status_and_body(&app, bearer(&token)).await.0,
+        StatusCode::OK
+    );
+}
+
+fn base64_url(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
 #[tokio::test]

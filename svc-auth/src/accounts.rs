@@ -2,12 +2,13 @@
 //! revoking tokens.
 
 use chrono::Utc;
-use deadpool_redis::{Pool, redis::AsyncCommands};
 use lib_shared::{
     auth::{AuthVerifier, SESSION_COOKIE, VerifyError, revoked_key},
     error::DependencyError,
+    infra::Redis,
 };
 use mongodb::{Database, bson::oid::ObjectId};
+use redis::AsyncCommands;
 
 use crate::{
     credentials,
@@ -20,7 +21,7 @@ use crate::{
 
 pub struct Accounts {
     pub db: Database,
-    pub redis: Pool,
+    pub redis: Redis,
     pub prefix: String,
     pub verifier: AuthVerifier,
     pub issuer: TokenIssuer,
@@ -79,7 +80,7 @@ impl Accounts {
             Err(VerifyError::Dependency(e)) => return Err(e),
         };
         let ttl = (claims.exp - Utc::now().timestamp()).max(1) as u64;
-        let mut conn = self.redis.get().await?;
+        let mut conn = self.redis.clone();
         let () = conn
             .set_ex(revoked_key(&self.prefix, &claims.jti), 1, ttl)
             .await?;

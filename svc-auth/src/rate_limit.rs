@@ -5,8 +5,8 @@
 
 use std::{net::IpAddr, sync::LazyLock, time::Duration};
 
-use deadpool_redis::{Pool, redis::Script};
-use lib_shared::error::DependencyError;
+use lib_shared::{error::DependencyError, infra::Redis};
+use redis::Script;
 
 use crate::{domain::Email, settings::SigninLimits};
 
@@ -47,7 +47,7 @@ static GIVE_BACK: LazyLock<Script> = LazyLock::new(|| {
 });
 
 pub struct SigninGuard<'a> {
-    pub redis: &'a Pool,
+    pub redis: &'a Redis,
     pub prefix: &'a str,
     pub limits: &'a SigninLimits,
 }
@@ -71,7 +71,7 @@ impl SigninGuard<'_> {
     }
 
     pub async fn admit(&self, email: &Email, client: IpAddr) -> Result<Admission, DependencyError> {
-        let mut conn = self.redis.get().await?;
+        let mut conn = self.redis.clone();
         let wait_ms: i64 = TAKE_SLOT
             .key(&self.keys(email, client))
             .arg(self.limits.per_email)
@@ -86,7 +86,7 @@ impl SigninGuard<'_> {
     }
 
     pub async fn succeeded(&self, email: &Email, client: IpAddr) -> Result<(), DependencyError> {
-        let mut conn = self.redis.get().await?;
+        let mut conn = self.redis.clone();
         let _: i64 = GIVE_BACK
             .key(&self.keys(email, client))
             .invoke_async(&mut conn)

@@ -9,14 +9,12 @@
 use std::sync::LazyLock;
 
 use chrono::{SecondsFormat, Utc};
-use deadpool_redis::{
-    Pool,
-    redis::{AsyncCommands, Script},
-};
 use lib_shared::{
     error::DependencyError,
     events::{EXPIRATION_COMPLETE, stream_key},
+    infra::Redis,
 };
+use redis::{AsyncCommands, Script};
 
 /// Claims per script call; more are taken at once if more are due.
 pub const CLAIM_BATCH: usize = 200;
@@ -123,12 +121,12 @@ pub struct Fired {
 
 #[derive(Clone)]
 pub struct DelayQueue {
-    redis: Pool,
+    redis: Redis,
     prefix: String,
 }
 
 impl DelayQueue {
-    pub fn new(redis: Pool, prefix: String) -> Self {
+    pub fn new(redis: Redis, prefix: String) -> Self {
         debug_assert_eq!(
             stream_key("", EXPIRATION_COMPLETE),
             "events:expiration:complete"
@@ -147,7 +145,7 @@ impl DelayQueue {
         ticket: &str,
         due_ms: i64,
     ) -> Result<bool, DependencyError> {
-        let mut conn = self.redis.get().await?;
+        let mut conn = self.redis.clone();
         let added: i64 = SCHEDULE
             .arg(&self.prefix)
             .arg(order)
@@ -159,7 +157,7 @@ impl DelayQueue {
     }
 
     pub async fn unschedule(&self, order: &str) -> Result<(), DependencyError> {
-        let mut conn = self.redis.get().await?;
+        let mut conn = self.redis.clone();
         let _: i64 = UNSCHEDULE
             .arg(&self.prefix)
             .arg(order)
@@ -173,7 +171,7 @@ impl DelayQueue {
         &self,
         order: &str,
     ) -> Result<Option<(i64, Option<String>)>, DependencyError> {
-        let mut conn = self.redis.get().await?;
+        let mut conn = self.redis.clone();
         let score: Option<f64> = conn.zscore(self.due_key(), order).await?;
         let Some(score) = score else { return Ok(None) };
         let ticket: Option<String> = conn
@@ -184,14 +182,14 @@ impl DelayQueue {
 
     /// The earliest due time, in ms.
     pub async fn next_due(&self) -> Result<Option<i64>, DependencyError> {
-        let mut conn = self.redis.get().await?;
+        let mut conn = self.redis.clone();
         let first: Vec<(String, f64)> = conn.zrange_withscores(self.due_key(), 0, 0).await?;
         Ok(first.first().map(|(_, s)| *s as i64))
     }
 
     /// Claims and publishes every entry due by `now_ms`, up to one batch.
     pub async fn claim_due(&self, now_ms: i64) -> Result<Vec<Fired>, DependencyError> {
-        let mut conn = self.redis.get().await?;
+        let mut conn = self.redis.clone();
         let mut call = CLAIM.prepare_invoke();
         call.arg(&self.prefix)
             .arg(now_ms)
@@ -207,7 +205,7 @@ impl DelayQueue {
 
     /// Publishes the expiry of the order that held `ticket`, whose lock just lapsed.
     pub async fn fire_for_ticket(&self, ticket: &str) -> Result<Option<Fired>, DependencyError> {
-        let mut conn = self.redis.get().await?;
+        let mut conn = self.redis.clone();
         let flat: Vec<String> = FIRE_FOR_TICKET
             .arg(&self.prefix)
             .arg(ticket)

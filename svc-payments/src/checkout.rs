@@ -3,17 +3,15 @@
 
 use std::{collections::HashMap, sync::LazyLock, time::Duration};
 
-use deadpool_redis::{
-    Pool,
-    redis::{AsyncCommands, Script, SetExpiry, SetOptions},
-};
 use lib_shared::{
     error::DependencyError,
     events::{Envelope, PaymentCreated},
+    infra::Redis,
     locks::{Holder, Locks, Promotion},
     outbox::Outbox,
 };
 use mongodb::{Database, bson::oid::ObjectId};
+use redis::{AsyncCommands, Script, SetExpiry, SetOptions};
 
 use crate::{
     store::{self, OrderCopy, PaymentRecord, REFUNDED, SUCCEEDED},
@@ -72,7 +70,7 @@ static RELEASE_SLOT: LazyLock<Script> = LazyLock::new(|| {
 
 pub struct Checkout {
     pub db: Database,
-    pub redis: Pool,
+    pub redis: Redis,
     pub prefix: String,
     pub locks: Locks,
     pub outbox: Outbox,
@@ -190,9 +188,9 @@ impl Checkout {
     }
 
     async fn take_slot(&self, order: &str, token: &str) -> Result<bool, DependencyError> {
-        let mut conn = self.redis.get().await?;
+        let mut conn = self.redis.clone();
         let options = SetOptions::default()
-            .conditional_set(deadpool_redis::redis::ExistenceCheck::NX)
+            .conditional_set(redis::ExistenceCheck::NX)
             .with_expiration(SetExpiry::PX(CHARGE_SLOT.as_millis() as u64));
         let set: Option<String> = conn
             .set_options(self.slot_key(order), token, options)
@@ -201,7 +199,7 @@ impl Checkout {
     }
 
     async fn free_slot(&self, order: &str, token: &str) -> Result<(), DependencyError> {
-        let mut conn = self.redis.get().await?;
+        let mut conn = self.redis.clone();
         let _: i64 = RELEASE_SLOT
             .key(self.slot_key(order))
             .arg(token)

@@ -8,11 +8,8 @@ use std::sync::{
     atomic::{AtomicBool, Ordering},
 };
 
-use deadpool_redis::{
-    Pool,
-    redis::{self, Script},
-};
-use lib_shared::error::DependencyError;
+use lib_shared::{error::DependencyError, infra::Redis};
+use redis::{self, Script};
 
 use crate::routes::{Ticket, TicketPage};
 
@@ -59,13 +56,13 @@ static PUT_LIST: LazyLock<Script> = LazyLock::new(|| {
 });
 
 pub struct TicketCache {
-    redis: Pool,
+    redis: Redis,
     prefix: String,
     trusted: AtomicBool,
 }
 
 impl TicketCache {
-    pub fn new(redis: Pool, prefix: String) -> Self {
+    pub fn new(redis: Redis, prefix: String) -> Self {
         Self {
             redis,
             prefix,
@@ -96,7 +93,7 @@ impl TicketCache {
     async fn put(&self, ticket: &Ticket, bump: bool) -> Result<(), DependencyError> {
         let json =
             serde_json::to_string(ticket).map_err(|e| DependencyError::Unexpected(e.into()))?;
-        let mut conn = self.redis.get().await?;
+        let mut conn = self.redis.clone();
         let _: i64 = PUT_TICKET
             .key(self.ticket_key(&ticket.id))
             .key(self.generation_key())
@@ -114,7 +111,7 @@ impl TicketCache {
         if !self.usable().await {
             return None;
         }
-        let mut conn = self.redis.get().await.ok()?;
+        let mut conn = self.redis.clone();
         let json: Option<String> = redis::cmd("GET")
             .arg(self.ticket_key(id))
             .query_async(&mut conn)
@@ -135,9 +132,7 @@ impl TicketCache {
         if !self.usable().await {
             return Err(None);
         }
-        let Ok(mut conn) = self.redis.get().await else {
-            return Err(None);
-        };
+        let mut conn = self.redis.clone();
         let found: redis::RedisResult<(String, Option<String>)> = GET_LIST
             .key(self.generation_key())
             .arg(self.list_prefix())
@@ -157,9 +152,7 @@ impl TicketCache {
         let Ok(json) = serde_json::to_string(page) else {
             return;
         };
-        let Ok(mut conn) = self.redis.get().await else {
-            return;
-        };
+        let mut conn = self.redis.clone();
         let _: redis::RedisResult<i64> = PUT_LIST
             .key(self.generation_key())
             .arg(self.list_prefix())
@@ -186,7 +179,7 @@ impl TicketCache {
     }
 
     async fn purge(&self) -> Result<(), DependencyError> {
-        let mut conn = self.redis.get().await?;
+        let mut conn = self.redis.clone();
         let pattern = format!("{}cache:ticket:*", self.prefix);
         let mut cursor: u64 = 0;
         loop {

@@ -8,8 +8,8 @@ use std::{
 };
 
 use chrono::Utc;
-use deadpool_redis::redis::AsyncCommands;
 use lib_shared::{error::DependencyError, locks::sold_value};
+use redis::AsyncCommands;
 
 use crate::{
     startup::State,
@@ -22,7 +22,7 @@ pub fn marker(prefix: &str) -> String {
 
 /// Rebuilds if the marker is missing; returns how many locks were restored.
 pub async fn ensure_locks(state: &State) -> Result<usize, DependencyError> {
-    let mut conn = state.redis.get().await?;
+    let mut conn = state.redis.clone();
     if conn.exists(marker(&state.prefix)).await? {
         // Also after a failed check: the locks were in place all along.
         state.readiness.started.store(true, Ordering::Release);

@@ -1,8 +1,8 @@
 use std::{sync::Arc, time::Duration};
 
-use deadpool_redis::Pool;
 use lib_shared::{
     config::CommonSettings,
+    infra::Redis,
     locks::Locks,
     ops::Readiness,
     outbox::Outbox,
@@ -22,7 +22,7 @@ use crate::{
 /// What handlers and background tasks share.
 pub struct State {
     pub db: Database,
-    pub redis: Pool,
+    pub redis: Redis,
     pub prefix: String,
     pub outbox: Outbox,
     pub locks: Locks,

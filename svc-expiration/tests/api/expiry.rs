@@ -1,11 +1,11 @@
 use std::{collections::HashMap, time::Duration};
 
-use deadpool_redis::redis::AsyncCommands;
 use lib_shared::{
     events::{Envelope, ExpirationComplete, PaymentCreated},
     testing::{self, RedisServer},
 };
 use mongodb::bson::{doc, oid::ObjectId};
+use redis::AsyncCommands;
 use reqwest::StatusCode;
 
 use crate::helpers::{System, new_user, spawn_system, time};
@@ -75,7 +75,7 @@ async fn a_lapsed_lock_alone_expires_an_order_missing_from_the_queue() {
     let order = system.ordered(&buyer, &ticket).await;
     let id = order["id"].as_str().unwrap();
     let due_key = format!("{}expiration:due", system.base.redis_prefix);
-    let mut conn = system.redis.get().await.unwrap();
+    let mut conn = system.redis.clone();
     testing::eventually("scheduled", 5, async || {
         conn.zscore::<_, _, Option<f64>>(&due_key, id)
             .await
@@ -103,7 +103,7 @@ async fn orders_that_came_due_while_expiration_was_down_each_expire_once() {
         last_due = time(&system.ordered(&buyer, t).await["expiresAt"]);
     }
     let due_key = format!("{}expiration:due", system.base.redis_prefix);
-    let mut conn = system.redis.get().await.unwrap();
+    let mut conn = system.redis.clone();
     testing::eventually("all scheduled", 10, async || {
         conn.zcard::<_, u64>(&due_key).await.unwrap() == 20
     })

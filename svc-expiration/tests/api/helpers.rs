@@ -13,7 +13,7 @@ pub struct System {
     pub tickets: String,
     pub orders: String,
     pub orders_db: mongodb::Database,
-    pub redis: deadpool_redis::Pool,
+    pub redis: lib_shared::infra::Redis,
     pub base: CommonSettings,
     pub locks: Locks,
     pub publisher: Publisher,

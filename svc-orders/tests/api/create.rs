@@ -1,8 +1,8 @@
-use deadpool_redis::redis::AsyncCommands;
 use lib_shared::{
     events::OrderCreated,
     locks::{Holder, lock_key},
 };
+use redis::AsyncCommands;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -37,7 +37,7 @@ async fn ordering_a_ticket_locks_it_and_publishes_order_created() {
         app.locks.holder(&ticket).await.unwrap(),
         Holder::Reserved(id.clone())
     );
-    let mut conn = app.redis.get().await.unwrap();
+    let mut conn = app.redis.clone();
     let ttl: i64 = conn
         .pttl(lock_key(&app.settings.redis_prefix, &ticket))
         .await

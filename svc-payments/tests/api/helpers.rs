@@ -12,7 +12,7 @@ pub struct System {
     pub orders: String,
     pub payments: String,
     pub payments_db: mongodb::Database,
-    pub redis: deadpool_redis::Pool,
+    pub redis: lib_shared::infra::Redis,
     pub base: CommonSettings,
     pub locks: Locks,
 }

@@ -188,10 +188,15 @@ impl TicketsApi {
     #[oai(path = "/:id", method = "get", operation_id = "getTicket")]
     async fn get(&self, id: Path<String>) -> Result<TicketResponse> {
         let id = ticket_id(&id.0)?;
+        if let Some(ticket) = self.state.cache.ticket(&id.to_hex()).await {
+            return Ok(TicketResponse::Ok(Json(ticket)));
+        }
         let ticket = store::find(&self.state.db, id)
             .await?
             .ok_or_else(not_found)?;
-        Ok(TicketResponse::Ok(Json(view(ticket))))
+        let ticket = view(ticket);
+        self.state.cache.fill(&ticket).await;
+        Ok(TicketResponse::Ok(Json(ticket)))
     }
 
     /// List a ticket for sale.

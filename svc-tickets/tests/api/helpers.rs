@@ -15,7 +15,7 @@ pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
     pub db: mongodb::Database,
-    pub redis: deadpool_redis::Pool,
+    pub redis: lib_shared::infra::Redis,
     pub settings: CommonSettings,
     pub locks: Locks,
     pub publisher: lib_shared::bus::Publisher,

@@ -1,10 +1,10 @@
 use std::time::Duration;
 
-use deadpool_redis::redis::AsyncCommands;
 use lib_shared::{
     locks::{Holder, lock_key},
     testing::{self, RedisServer},
 };
+use redis::AsyncCommands;
 use reqwest::StatusCode;
 
 use crate::helpers::{id_of, new_user, order_completed, spawn_app, spawn_app_with};
@@ -23,7 +23,7 @@ async fn locks_deleted_from_redis_are_rebuilt_from_mongodb() {
     app.wait_for_status(&sold, "sold").await;
 
     // Everything this service keeps in Redis goes, as in a flush.
-    let mut conn = app.redis.get().await.unwrap();
+    let mut conn = app.redis.clone();
     let keys: Vec<String> = conn
         .keys(format!("{}*", app.settings.redis_prefix))
         .await
@@ -102,11 +102,8 @@ async fn a_failed_lock_check_does_not_leave_the_service_unready() {
     };
     testing::eventually("ready", 10, async || ready().await == Some(StatusCode::OK)).await;
     // Redis away long enough for the lock check to fail, then back with its data.
-    let mut conn = app.redis.get().await.unwrap();
-    let _: () = deadpool_redis::redis::cmd("SAVE")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let mut conn = app.redis.clone();
+    let _: () = redis::cmd("SAVE").query_async(&mut conn).await.unwrap();
     drop(conn);
     redis.stop();
     tokio::time::sleep(Duration::from_millis(1500)).await;

@@ -1,3 +1,4 @@
+mod cache;
 mod create;
 mod events;
 mod helpers;
