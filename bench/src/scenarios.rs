@@ -156,8 +156,13 @@ pub async fn flash_sale(target: &Target, o: &Options) -> anyhow::Result<Outcome>
                 let (status, order) = match resp {
                     Ok(r) => {
                         let status = r.status();
-                        let body: Value = r.json().await.unwrap_or(Value::Null);
-                        (status, body["id"].as_str().map(String::from))
+                        // Only a winner's body matters; a 409's is read and dropped.
+                        let body = r.bytes().await.unwrap_or_default();
+                        let id = (status == StatusCode::CREATED)
+                            .then(|| serde_json::from_slice::<Value>(&body).ok())
+                            .flatten()
+                            .and_then(|b| b["id"].as_str().map(String::from));
+                        (status, id)
                     }
                     Err(_) => (StatusCode::BAD_GATEWAY, None),
                 };

@@ -10,6 +10,7 @@ pub mod config;
 pub mod error;
 pub mod events;
 pub mod ids;
+pub mod in_flight;
 pub mod infra;
 pub mod locks;
 pub mod metrics;

@@ -20,6 +20,7 @@ use crate::{
     bus::Publisher,
     config::CommonSettings,
     error::{ErrorBody, JsonErrors},
+    in_flight::{InFlight, MAX_IN_FLIGHT},
     infra,
     infra::Redis,
     locks::Locks,
@@ -105,6 +106,7 @@ where
         .with(CatchPanic::new().with_handler(panic_response))
         .with(Tracing)
         .data(infra.verifier.clone())
+        .with(InFlight::new(MAX_IN_FLIGHT))
         .boxed()
 }
 
