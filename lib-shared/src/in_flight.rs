@@ -44,3 +44,44 @@ impl<E: Endpoint> Endpoint for InFlightEndpoint<E> {
         Box::pin(self.inner.call(req)).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        sync::atomic::{AtomicUsize, Ordering},
+        time::Duration,
+    };
+
+    use poem::{EndpointExt, endpoint::make, test::TestClient};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn no_more_than_the_limit_run_at_once_and_the_rest_wait_their_turn() {
+        let running = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let (r, m) = (running.clone(), most.clone());
+        let ep = make(move |_| {
+            let (r, m) = (r.clone(), m.clone());
+            async move {
+                let now = r.fetch_add(1, Ordering::SeqCst) + 1;
+                m.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                r.fetch_sub(1, Ordering::SeqCst);
+                "done"
+            }
+        })
+        .with(InFlight::new(3));
+        let client = TestClient::new(ep);
+
+        let answers =
+            futures::future::join_all((0..20).map(|_| async { client.get("/").send().await }))
+                .await;
+        for resp in answers {
+            resp.assert_status_is_ok();
+            resp.assert_text("done").await;
+        }
+        assert_eq!(most.load(Ordering::SeqCst), 3);
+        assert_eq!(running.load(Ordering::SeqCst), 0);
+    }
+}
