@@ -147,6 +147,7 @@ pub async fn flash_sale(target: &Target, o: &Options) -> anyhow::Result<Outcome>
         async move {
             let mut tries = Vec::with_capacity(o.attempts);
             for a in 0..o.attempts {
+                // A stride prime to the ticket count, so retries spread over the sale.
                 let ticket = tickets[(i + a * 7) % tickets.len()].clone();
                 let t0 = Instant::now();
                 let resp = target

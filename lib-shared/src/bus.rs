@@ -106,14 +106,14 @@ impl ConsumerConfig {
 /// Runs the reader and the reclaimer until `shutdown`, reconnecting whenever Redis goes away.
 pub fn spawn_consumer<H: Handler>(
     client: redis::Client,
-    pool: Redis,
+    redis: Redis,
     config: ConsumerConfig,
     handler: Arc<H>,
     shutdown: CancellationToken,
 ) {
     let consumer = Arc::new(Consumer {
         client,
-        pool,
+        redis,
         config,
         handler,
     });
@@ -123,7 +123,7 @@ pub fn spawn_consumer<H: Handler>(
 
 struct Consumer<H> {
     client: redis::Client,
-    pool: Redis,
+    redis: Redis,
     config: ConsumerConfig,
     handler: Arc<H>,
 }
@@ -251,7 +251,7 @@ impl<H: Handler> Consumer<H> {
                 .await
                 .map_err(|e| (Some(event), e)),
         };
-        let mut conn = self.pool.clone();
+        let mut conn = self.redis.clone();
         match outcome {
             Ok(()) => {}
             Err((event, error)) => {
@@ -279,7 +279,7 @@ impl<H: Handler> Consumer<H> {
 
     async fn deliveries(
         &self,
-        conn: &mut redis::aio::ConnectionManager,
+        conn: &mut Redis,
         stream: &str,
         id: &str,
     ) -> Result<usize, DependencyError> {
@@ -291,7 +291,7 @@ impl<H: Handler> Consumer<H> {
 
     async fn dead_letter(
         &self,
-        conn: &mut redis::aio::ConnectionManager,
+        conn: &mut Redis,
         stream: &str,
         entry: &StreamId,
         event: Option<&Envelope>,
@@ -339,7 +339,7 @@ impl<H: Handler> Consumer<H> {
                 }
                 if trim
                     && let Err(e) =
-                        trim_acknowledged(&self.pool, &stream, self.config.retention).await
+                        trim_acknowledged(&self.redis, &stream, self.config.retention).await
                 {
                     tracing::debug!(%stream, error = %e, "trim pass failed");
                 }
@@ -354,7 +354,7 @@ impl<H: Handler> Consumer<H> {
         let mut start = "0-0".to_string();
         loop {
             let reply: StreamAutoClaimReply = {
-                let mut conn = self.pool.clone();
+                let mut conn = self.redis.clone();
                 conn.xautoclaim_options(
                     stream,
                     &self.config.group,
@@ -366,7 +366,7 @@ impl<H: Handler> Consumer<H> {
                 .await?
             };
             if !reply.deleted_ids.is_empty() {
-                let mut conn = self.pool.clone();
+                let mut conn = self.redis.clone();
                 let _: i64 = conn
                     .xack(stream, &self.config.group, &reply.deleted_ids)
                     .await?;
@@ -390,11 +390,11 @@ const TRIM_EVERY: Duration = Duration::from_secs(60);
 /// Drops entries older than `retention` that every consumer group of the stream has
 /// acknowledged: never past a group's oldest pending entry or its read position.
 pub async fn trim_acknowledged(
-    pool: &Redis,
+    redis: &Redis,
     stream: &str,
     retention: Duration,
 ) -> Result<usize, DependencyError> {
-    let mut conn = pool.clone();
+    let mut conn = redis.clone();
     let groups: redis::streams::StreamInfoGroupsReply = match conn.xinfo_groups(stream).await {
         Ok(groups) => groups,
         Err(e) if e.code() == Some("ERR") => return Ok(0), // no such stream yet

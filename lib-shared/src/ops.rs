@@ -8,7 +8,11 @@ use std::sync::{
 use mongodb::Database;
 use poem_openapi::{ApiResponse, Object, OpenApi, Tags, payload::Json, payload::PlainText};
 
-use crate::{error::ErrorBody, infra, infra::Redis, metrics::Metrics};
+use crate::{
+    error::ErrorBody,
+    infra::{self, Redis},
+    metrics::Metrics,
+};
 
 #[derive(Tags)]
 enum OpsTags {

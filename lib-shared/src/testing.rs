@@ -193,12 +193,12 @@ pub fn new_user_id() -> String {
 
 /// The events published on one subject under `prefix`, oldest first.
 pub async fn published(
-    pool: &crate::infra::Redis,
+    redis: &crate::infra::Redis,
     prefix: &str,
     subject: &str,
 ) -> Vec<crate::events::Envelope> {
     use redis::{AsyncCommands, from_redis_value_ref, streams::StreamRangeReply};
-    let mut conn = pool.clone();
+    let mut conn = redis.clone();
     let reply: StreamRangeReply = conn
         .xrange_all(crate::events::stream_key(prefix, subject))
         .await

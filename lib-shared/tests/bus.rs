@@ -28,7 +28,7 @@ impl Handler for Counting {
 
 struct Setup {
     settings: lib_shared::config::CommonSettings,
-    pool: lib_shared::infra::Redis,
+    redis: lib_shared::infra::Redis,
     client: redis::Client,
     publisher: Publisher,
     shutdown: CancellationToken,
@@ -36,12 +36,12 @@ struct Setup {
 
 fn setup() -> Setup {
     let settings = testing::settings("bus", None);
-    let pool = lib_shared::infra::redis(&settings).unwrap();
+    let redis = lib_shared::infra::redis(&settings).unwrap();
     let client = redis::Client::open(settings.redis_url.expose()).unwrap();
     Setup {
-        publisher: Publisher::new(pool.clone(), settings.redis_prefix.clone()),
+        publisher: Publisher::new(redis.clone(), settings.redis_prefix.clone()),
         settings,
-        pool,
+        redis,
         client,
         shutdown: CancellationToken::new(),
     }
@@ -68,7 +68,7 @@ impl Setup {
         });
         spawn_consumer(
             self.client.clone(),
-            self.pool.clone(),
+            self.redis.clone(),
             self.config(consumer),
             handler,
             self.shutdown.clone(),
@@ -90,7 +90,7 @@ impl Setup {
     }
 
     async fn pending(&self) -> usize {
-        let mut conn = self.pool.clone();
+        let mut conn = self.redis.clone();
         let reply: redis::streams::StreamPendingReply = conn
             .xpending(self.stream("expiration:complete"), "svc")
             .await
@@ -99,7 +99,7 @@ impl Setup {
     }
 
     async fn entries(&self, subject: &str) -> StreamRangeReply {
-        let mut conn = self.pool.clone();
+        let mut conn = self.redis.clone();
         conn.xrange_all(self.stream(subject)).await.unwrap()
     }
 }
@@ -140,7 +140,7 @@ async fn an_entry_read_by_a_dead_consumer_is_handled_by_another() {
     let s = setup();
     {
         // A consumer that reads and dies before acknowledging.
-        let mut conn = s.pool.clone();
+        let mut conn = s.redis.clone();
         let stream = s.stream("expiration:complete");
         let _: () = conn
             .xgroup_create_mkstream(&stream, "svc", "0")
@@ -184,7 +184,7 @@ async fn a_handler_that_always_fails_ends_in_the_dead_letter_stream() {
 async fn malformed_entries_are_dead_lettered_at_once() {
     let s = setup();
     let seen = s.start("a", false);
-    let mut conn = s.pool.clone();
+    let mut conn = s.redis.clone();
     let _: String = conn
         .xadd(s.stream("expiration:complete"), "*", &[("junk", "1")])
         .await
@@ -249,7 +249,7 @@ async fn the_outbox_relay_publishes_events_left_in_documents() {
 async fn trimming_keeps_every_entry_a_group_has_not_acknowledged() {
     let s = setup();
     let stream = s.stream("expiration:complete");
-    let mut conn = s.pool.clone();
+    let mut conn = s.redis.clone();
     let _: () = conn
         .xgroup_create_mkstream(&stream, "fast", "0")
         .await
@@ -267,9 +267,8 @@ async fn trimming_keeps_every_entry_a_group_has_not_acknowledged() {
             .group(group, "c1")
             .count(count);
         let stream = stream.clone();
-        let pool = s.pool.clone();
+        let mut conn = s.redis.clone();
         async move {
-            let mut conn = pool.clone();
             let r: redis::streams::StreamReadReply =
                 conn.xread_options(&[&stream], &[">"], &opts).await.unwrap();
             r.keys[0]
@@ -284,26 +283,26 @@ async fn trimming_keeps_every_entry_a_group_has_not_acknowledged() {
     // The slow group has read one entry and not acknowledged it.
     let slow = read("slow", 1).await;
 
-    let trimmed = lib_shared::bus::trim_acknowledged(&s.pool, &stream, Duration::ZERO)
+    let trimmed = lib_shared::bus::trim_acknowledged(&s.redis, &stream, Duration::ZERO)
         .await
         .unwrap();
     assert_eq!(trimmed, 0, "the slow group's pending entry is the oldest");
 
     let _: i64 = conn.xack(&stream, "slow", &slow).await.unwrap();
-    let trimmed = lib_shared::bus::trim_acknowledged(&s.pool, &stream, Duration::ZERO)
+    let trimmed = lib_shared::bus::trim_acknowledged(&s.redis, &stream, Duration::ZERO)
         .await
         .unwrap();
     assert_eq!(trimmed, 0, "the slow group has still to read the others");
     let rest = read("slow", 2).await;
     let _: i64 = conn.xack(&stream, "slow", &rest).await.unwrap();
-    let trimmed = lib_shared::bus::trim_acknowledged(&s.pool, &stream, Duration::ZERO)
+    let trimmed = lib_shared::bus::trim_acknowledged(&s.redis, &stream, Duration::ZERO)
         .await
         .unwrap();
     assert_eq!(trimmed, 2, "all but the last read entry go");
     assert_eq!(s.entries("expiration:complete").await.ids.len(), 1);
 
     s.publish("d").await;
-    let kept = lib_shared::bus::trim_acknowledged(&s.pool, &stream, Duration::from_secs(3600))
+    let kept = lib_shared::bus::trim_acknowledged(&s.redis, &stream, Duration::from_secs(3600))
         .await
         .unwrap();
     assert_eq!(kept, 0, "nothing younger than the retention goes");

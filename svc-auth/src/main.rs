@@ -1,10 +1,5 @@
 use lib_shared::{config::Env, startup::exit_on_config_error, telemetry};
 
-// Each password hash takes 19 MiB on a blocking-pool thread; the system allocator keeps
-// such blocks in per-thread arenas, so resident memory only ever grows. mimalloc gives
-// them back.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use svc_auth::{Application, Settings};
 
 #[tokio::main]

@@ -1,11 +1,6 @@
 use lib_shared::{config::Env, startup::exit_on_config_error, telemetry};
 use svc_expiration::{Application, Settings};
 
-// The system allocator keeps per-thread arenas that only grow under bursts of
-// connections; mimalloc returns the memory and allocates faster.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings = exit_on_config_error(Settings::from_source(&Env));

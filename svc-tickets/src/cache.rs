@@ -9,7 +9,7 @@ use std::sync::{
 };
 
 use lib_shared::{error::DependencyError, infra::Redis};
-use redis::{self, Script};
+use redis::Script;
 
 use crate::routes::{Ticket, TicketPage};
 
