@@ -11,8 +11,10 @@ pub const TICKET_UPDATED: &str = "ticket:updated";
 pub const ORDER_CREATED: &str = "order:created";
 pub const ORDER_CANCELLED: &str = "order:cancelled";
 pub const ORDER_COMPLETED: &str = "order:completed";
+pub const ORDER_EXTENDED: &str = "order:extended";
 pub const EXPIRATION_COMPLETE: &str = "expiration:complete";
 pub const PAYMENT_CREATED: &str = "payment:created";
+pub const PAYMENT_REQUIRES_ACTION: &str = "payment:requires-action";
 pub const DEAD_LETTER: &str = "dead-letter";
 
 /// The stream holding one subject's events.
@@ -169,6 +171,36 @@ pub struct PaymentCreated {
 
 impl Payload for PaymentCreated {
     const SUBJECT: &'static str = PAYMENT_CREATED;
+}
+
+/// The reservation was lengthened (the buyer is authenticating a payment).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderExtended {
+    pub id: String,
+    pub version: i64,
+    pub ticket: TicketRef,
+    /// RFC 3339.
+    pub expires_at: String,
+}
+
+impl Payload for OrderExtended {
+    const SUBJECT: &'static str = ORDER_EXTENDED;
+}
+
+/// A payment waits for the buyer (3-D Secure); the order's lock has been lengthened to
+/// `holdUntil` and the order should say so.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentRequiresAction {
+    pub id: String,
+    pub order_id: String,
+    /// RFC 3339.
+    pub hold_until: String,
+}
+
+impl Payload for PaymentRequiresAction {
+    const SUBJECT: &'static str = PAYMENT_REQUIRES_ACTION;
 }
 
 #[cfg(test)]

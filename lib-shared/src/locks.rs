@@ -79,6 +79,19 @@ static PROMOTE: LazyLock<Script> = LazyLock::new(|| {
     )
 });
 
+/// Lengthens the holder's reservation to at least ARGV[2] ms from now; never shortens it.
+static EXTEND: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+        if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+        if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then
+            redis.call('PEXPIRE', KEYS[1], ARGV[2])
+        end
+        return 1
+        "#,
+    )
+});
+
 /// `SET NX PX`, and on failure the current value, in one round trip.
 static ACQUIRE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
@@ -176,6 +189,24 @@ impl Locks {
         } else {
             Promotion::Lost
         })
+    }
+
+    /// Keeps `order_id`'s reservation for at least `ttl` from now: false when the order no
+    /// longer holds the lock.
+    pub async fn extend(
+        &self,
+        ticket_id: &str,
+        order_id: &str,
+        ttl: Duration,
+    ) -> Result<bool, DependencyError> {
+        let mut conn = self.redis.clone();
+        let code: i64 = EXTEND
+            .key(lock_key(&self.prefix, ticket_id))
+            .arg(order_id)
+            .arg(ttl.as_millis().max(1) as u64)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(code == 1)
     }
 
     /// Puts a lock back after Redis lost it; never overwrites a lock that exists.

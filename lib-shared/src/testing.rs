@@ -143,9 +143,109 @@ impl RedisServer {
     }
 }
 
+impl RedisServer {
+    /// SIGSTOP: the server keeps its sockets but answers nothing until `cont`.
+    pub fn pause(&self) {
+        if let Some(child) = &self.child {
+            signal(child.id(), "STOP");
+        }
+    }
+
+    pub fn cont(&self) {
+        if let Some(child) = &self.child {
+            signal(child.id(), "CONT");
+        }
+    }
+}
+
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Sends a signal by name (`STOP`, `CONT`, `KILL`) to a process.
+pub fn signal(pid: u32, name: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("kill(1) runs");
+    assert!(status.success(), "kill -{name} {pid} failed");
+}
+
+/// A private server process a test owns (a MongoDB-wire server or localstripe), so the
+/// test can pause it without stalling tests that run beside it.
+pub struct ServerProcess {
+    pub port: u16,
+    child: Child,
+}
+
+impl ServerProcess {
+    /// A throw-away in-memory MongoDB-wire server (`secantusd-py` on PATH).
+    pub fn mongodb() -> Self {
+        let port = free_port();
+        let child = Command::new("secantusd-py")
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--storage-path", ":memory:"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("secantusd-py on PATH (./dev test installs it)");
+        Self::ready(port, child)
+    }
+
+    /// A fresh localstripe of this test's own (its webhook registrations are global).
+    pub fn localstripe() -> Self {
+        let port = free_port();
+        let child = Command::new("localstripe")
+            .args(["--port", &port.to_string(), "--from-scratch"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("localstripe on PATH (./dev test installs it)");
+        Self::ready(port, child)
+    }
+
+    fn ready(port: u16, child: Child) -> Self {
+        for _ in 0..600 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Self { port, child };
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("server did not start on port {port}");
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn mongodb_uri(&self) -> String {
+        format!("mongodb://127.0.0.1:{}/?directConnection=true", self.port)
+    }
+
+    pub fn pause(&self) {
+        signal(self.child.id(), "STOP");
+    }
+
+    pub fn cont(&self) {
+        signal(self.child.id(), "CONT");
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        // A stopped process is woken first so the kill is not left pending.
+        let _ = Command::new("kill")
+            .args(["-CONT", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

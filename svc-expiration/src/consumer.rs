@@ -7,8 +7,8 @@ use chrono::DateTime;
 use lib_shared::{
     bus::Handler,
     events::{
-        Envelope, ORDER_CANCELLED, ORDER_COMPLETED, ORDER_CREATED, OrderCancelled, OrderCompleted,
-        OrderCreated,
+        Envelope, ORDER_CANCELLED, ORDER_COMPLETED, ORDER_CREATED, ORDER_EXTENDED, OrderCancelled,
+        OrderCompleted, OrderCreated, OrderExtended,
     },
     ids::parse_id,
 };
@@ -16,7 +16,12 @@ use tokio::sync::Notify;
 
 use crate::{metrics::ExpiryMetrics, queue::DelayQueue};
 
-pub const SUBJECTS: &[&str] = &[ORDER_CREATED, ORDER_CANCELLED, ORDER_COMPLETED];
+pub const SUBJECTS: &[&str] = &[
+    ORDER_CREATED,
+    ORDER_EXTENDED,
+    ORDER_CANCELLED,
+    ORDER_COMPLETED,
+];
 
 pub struct OrderEvents {
     pub queue: DelayQueue,
@@ -41,6 +46,22 @@ impl Handler for OrderEvents {
                     .await?
                 {
                     self.metrics.scheduled.inc();
+                    self.wake.notify_one();
+                }
+            }
+            ORDER_EXTENDED => {
+                // A buyer authenticating a payment keeps the ticket longer.
+                let order: OrderExtended = event.decode()?;
+                parse_id(&order.id).context("malformed order id")?;
+                parse_id(&order.ticket.id).context("malformed ticket id")?;
+                let due = DateTime::parse_from_rfc3339(&order.expires_at)
+                    .context("expiresAt is not RFC 3339")?
+                    .timestamp_millis();
+                if self
+                    .queue
+                    .schedule(&order.id, &order.ticket.id, due)
+                    .await?
+                {
                     self.wake.notify_one();
                 }
             }

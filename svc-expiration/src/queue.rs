@@ -86,7 +86,8 @@ static SCHEDULE: LazyLock<Script> = LazyLock::new(|| {
         r#"
         local prefix = ARGV[1]
         if redis.call('EXISTS', prefix .. 'expiration:fired:' .. ARGV[2]) == 1 then return 0 end
-        redis.call('ZADD', prefix .. 'expiration:due', ARGV[4], ARGV[2])
+        -- GT: an extension and a late order:created in either order leave the later time.
+        redis.call('ZADD', prefix .. 'expiration:due', 'GT', ARGV[4], ARGV[2])
         redis.call('HSET', prefix .. 'expiration:order-ticket', ARGV[2], ARGV[3])
         redis.call('SET', prefix .. 'expiration:ticket-order:' .. ARGV[3], ARGV[2])
         return 1

@@ -6,8 +6,9 @@ use anyhow::Context;
 use lib_shared::{
     bus::Handler,
     events::{
-        EXPIRATION_COMPLETE, Envelope, ExpirationComplete, PAYMENT_CREATED, PaymentCreated,
-        TICKET_CREATED, TICKET_UPDATED, TicketCreated, TicketUpdated,
+        EXPIRATION_COMPLETE, Envelope, ExpirationComplete, PAYMENT_CREATED,
+        PAYMENT_REQUIRES_ACTION, PaymentCreated, PaymentRequiresAction, TICKET_CREATED,
+        TICKET_UPDATED, TicketCreated, TicketUpdated,
     },
     ids::parse_id,
 };
@@ -22,6 +23,7 @@ pub const SUBJECTS: &[&str] = &[
     TICKET_UPDATED,
     EXPIRATION_COMPLETE,
     PAYMENT_CREATED,
+    PAYMENT_REQUIRES_ACTION,
 ];
 
 pub struct Events {
@@ -64,6 +66,14 @@ impl Handler for Events {
                 let p: PaymentCreated = event.decode()?;
                 let id = parse_id(&p.order_id).context("malformed order id")?;
                 self.reservations.complete(id, &p).await?;
+            }
+            PAYMENT_REQUIRES_ACTION => {
+                let p: PaymentRequiresAction = event.decode()?;
+                let id = parse_id(&p.order_id).context("malformed order id")?;
+                let until = chrono::DateTime::parse_from_rfc3339(&p.hold_until)
+                    .context("holdUntil is not RFC 3339")?
+                    .to_utc();
+                self.reservations.extend(id, until).await?;
             }
             other => anyhow::bail!("unexpected event type {other}"),
         }

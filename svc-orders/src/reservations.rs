@@ -3,12 +3,12 @@
 
 use std::time::Duration;
 
-use chrono::{SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use lib_shared::{
     error::DependencyError,
     events::{
-        Envelope, OrderCancelled, OrderCompleted, OrderCreated, PaymentCreated, PricedTicketRef,
-        TicketRef,
+        Envelope, OrderCancelled, OrderCompleted, OrderCreated, OrderExtended, PaymentCreated,
+        PricedTicketRef, TicketRef,
     },
     locks::{Holder, Locks, Release},
     money::Price,
@@ -213,6 +213,40 @@ impl Reservations {
         tokio::time::sleep(early).await;
         self.cancel(order, REASON_EXPIRED).await?;
         Ok(())
+    }
+
+    /// `payment:requires-action`: payments has lengthened the ticket's lock while the
+    /// buyer authenticates; the order's `expiresAt` follows, and `order:extended` tells
+    /// tickets and expiration.
+    #[tracing::instrument(skip_all, fields(%order_id))]
+    pub async fn extend(&self, order_id: ObjectId, until: DateTime<Utc>) -> anyhow::Result<()> {
+        for _ in 0..10 {
+            let Some(order) = store::find(&self.db, order_id).await? else {
+                anyhow::bail!("extension for an unknown order");
+            };
+            if order.status != CREATED || order.expires_at >= until {
+                return Ok(());
+            }
+            let next = OrderRecord {
+                expires_at: until,
+                updated_at: now(),
+                version: order.version + 1,
+                ..order.clone()
+            };
+            let event = Envelope::new(&OrderExtended {
+                id: order.id.to_hex(),
+                version: next.version,
+                ticket: TicketRef {
+                    id: order.ticket.id.clone(),
+                },
+                expires_at: until.to_rfc3339_opts(SecondsFormat::Millis, true),
+            });
+            if store::replace(&self.db, &self.outbox, &order, &next, event).await? {
+                tracing::info!(%until, "reservation extended for authentication");
+                return Ok(());
+            }
+        }
+        anyhow::bail!("order kept changing while being extended")
     }
 
     /// `payment:created`: the order becomes complete and `order:completed` follows.

@@ -1,21 +1,27 @@
-//! Paying for an order: checks, one charge at a time per order, then the lock decides
-//! whether the charge becomes a sale or is refunded.
+//! Paying for an order: checks, one attempt in flight per order, stored before Stripe is
+//! asked; the PaymentIntent is created unconfirmed and its id stored before it is
+//! confirmed, so a crash anywhere leaves something the reconciler can settle. The work
+//! runs apart from the request, which waits for it only so long.
 
-use std::{collections::HashMap, sync::LazyLock, time::Duration};
+use std::{collections::HashMap, sync::Arc};
 
+use chrono::Utc;
 use lib_shared::{
+    detached::run_detached_for,
     error::DependencyError,
-    events::{Envelope, PaymentCreated},
-    infra::Redis,
-    locks::{Holder, Locks, Promotion},
-    outbox::Outbox,
+    locks::{Holder, Locks},
 };
 use mongodb::{Database, bson::oid::ObjectId};
-use redis::{AsyncCommands, Script, SetExpiry, SetOptions};
 
 use crate::{
-    store::{self, OrderCopy, PaymentRecord, REFUNDED, SUCCEEDED},
-    stripe::{Gateway, StripeFailure},
+    lease::{self, Lease},
+    settlement::{Path, Settlement},
+    store::{
+        OrderCopy, PaymentRecord,
+        attempts::{self, PENDING, REQUIRES_ACTION},
+        orders,
+    },
+    stripe::StripeFailure,
 };
 
 /// How a buyer pays: a PaymentMethod id (`pm_card_visa`) or a card token (`tok_visa`).
@@ -34,181 +40,248 @@ pub enum PayError {
     AlreadyPaid,
     #[error("reservation expired")]
     Expired,
-    #[error("payment in progress")]
-    InProgress,
     #[error("declined: {0}")]
     Declined(String),
-    /// Charged, but the order lost its ticket meanwhile: refunded.
-    #[error("reservation lost; refunded")]
-    Refunded(PaymentRecord),
+    /// Stripe refused the payment method or token given.
+    #[error("invalid {field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
     #[error("stripe unavailable: {0}")]
     StripeUnavailable(String),
     #[error(transparent)]
     Dependency(#[from] DependencyError),
 }
 
-impl From<StripeFailure> for PayError {
-    fn from(f: StripeFailure) -> Self {
-        match f {
-            StripeFailure::Declined(m) => Self::Declined(m),
-            StripeFailure::Unavailable(m) => Self::StripeUnavailable(m),
-            StripeFailure::Unexpected(m) => {
-                Self::Dependency(DependencyError::Unexpected(anyhow::anyhow!(m)))
-            }
-        }
-    }
-}
-
-/// Longest a charge may hold an order's payment slot before another attempt may start.
-const CHARGE_SLOT: Duration = Duration::from_secs(60);
-
-static RELEASE_SLOT: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
-    )
-});
-
 pub struct Checkout {
     pub db: Database,
-    pub redis: Redis,
-    pub prefix: String,
     pub locks: Locks,
-    pub outbox: Outbox,
-    pub stripe: Gateway,
+    pub settlement: Arc<Settlement>,
+    pub instance: String,
 }
 
 impl Checkout {
+    /// The attempt as it stands when the work ends, or after the bounded wait.
     #[tracing::instrument(skip_all, fields(%order_id))]
     pub async fn pay(
+        self: &Arc<Self>,
+        user_id: &str,
+        order_id: ObjectId,
+        method: Method,
+    ) -> Result<PaymentRecord, PayError> {
+        let this = self.clone();
+        let user = user_id.to_string();
+        let wait = self.settlement.timing.answer_within;
+        let work = async move { this.pay_now(&user, order_id, method).await };
+        match run_detached_for(wait, work).await {
+            Some(result) => result,
+            None => attempts::in_flight_for(&self.db, &order_id.to_hex())
+                .await?
+                .ok_or_else(|| PayError::StripeUnavailable("no answer in time".into())),
+        }
+    }
+
+    async fn pay_now(
         &self,
         user_id: &str,
         order_id: ObjectId,
         method: Method,
     ) -> Result<PaymentRecord, PayError> {
-        let order = store::find_order(&self.db, order_id)
-            .await?
-            .filter(|o| o.user_id == user_id)
-            .ok_or(PayError::NotFound)?;
+        let order = self.payable_order(user_id, order_id).await?;
         let order_hex = order_id.to_hex();
-        match order.status.as_str() {
-            "cancelled" => return Err(PayError::Cancelled),
-            "complete" => return Err(PayError::AlreadyPaid),
-            _ => {}
-        }
-        if store::succeeded_for(&self.db, &order_hex).await?.is_some() {
-            return Err(PayError::AlreadyPaid);
+        if let Some(open) = attempts::in_flight_for(&self.db, &order_hex).await? {
+            return Ok(open);
         }
         match self.locks.holder(&order.ticket_id).await? {
             Holder::Reserved(o) if o == order_hex => {}
             Holder::Sold(o) if o == order_hex => return Err(PayError::AlreadyPaid),
             _ => return Err(PayError::Expired),
         }
-        let slot = uuid_token();
-        if !self.take_slot(&order_hex, &slot).await? {
-            return Err(PayError::InProgress);
-        }
-        let result = self.charge(&order, method).await;
-        if let Err(e) = self.free_slot(&order_hex, &slot).await {
-            tracing::warn!(error = %e, "could not free the payment slot; it lapses by itself");
-        }
-        result
-    }
-
-    async fn charge(&self, order: &OrderCopy, method: Method) -> Result<PaymentRecord, PayError> {
-        let order_hex = order.id.to_hex();
         let payment_method = match method {
             Method::PaymentMethod(pm) => pm,
-            Method::Token(token) => self.stripe.card_for_token(&token).await?,
+            Method::Token(token) => self
+                .settlement
+                .stripe
+                .card_for_token(&token)
+                .await
+                .map_err(|e| stripe_error(e, "token"))?,
         };
-        // One key per order and attempt: concurrent duplicates share it, and a new attempt
-        // after a decline is not answered with the old decline.
-        let key = format!("ticketing-pi-{order_hex}-{}", order.declines);
-        let metadata = HashMap::from([
-            ("orderId".to_string(), order_hex.clone()),
-            ("userId".to_string(), order.user_id.clone()),
-        ]);
-        let intent = match self
-            .stripe
-            .charge(order.amount, &payment_method, metadata, &key)
-            .await
+        let owner = lease::owner(&self.instance);
+        let Some(attempt) = self.open_attempt(&order, &payment_method, &owner).await? else {
+            return attempts::in_flight_for(&self.db, &order_hex)
+                .await?
+                .ok_or(PayError::AlreadyPaid);
+        };
+        // An attempt that succeeded just before ours opened leaves no attempt in flight,
+        // but its success is visible now.
+        if attempts::succeeded_for(&self.db, &order_hex)
+            .await?
+            .is_some()
         {
-            Ok(intent) if intent.status == "succeeded" => intent,
-            Ok(intent) => {
-                store::record_decline(&self.db, order.id).await?;
-                return Err(PayError::Declined(format!(
-                    "The payment was not completed ({})",
-                    intent.status
-                )));
-            }
-            Err(StripeFailure::Declined(message)) => {
-                store::record_decline(&self.db, order.id).await?;
-                return Err(PayError::Declined(message));
-            }
-            Err(other) => return Err(other.into()),
-        };
-        let mut payment = PaymentRecord {
-            id: ObjectId::new(),
-            order_id: order_hex.clone(),
-            user_id: order.user_id.clone(),
-            amount: intent.amount,
-            currency: "usd".into(),
-            stripe_id: intent.id.clone(),
-            status: SUCCEEDED.into(),
-            created_at: lib_shared::clock::now(),
-        };
-        if self.locks.promote(&order.ticket_id, &order_hex).await? == Promotion::Lost {
-            return Err(PayError::Refunded(self.refund(payment).await?));
-        }
-        let event = Envelope::new(&PaymentCreated {
-            id: payment.id.to_hex(),
-            order_id: order_hex,
-            stripe_id: payment.stripe_id.clone(),
-            amount: payment.amount,
-        });
-        if !store::insert_payment(&self.db, &self.outbox, &payment, Some(event)).await? {
-            // Another payment of this order already succeeded: give this money back.
-            payment.id = ObjectId::new();
-            self.refund(payment).await?;
+            let reason = "The order was already paid";
+            self.settlement
+                .fail(&attempt, reason, Path::Request)
+                .await?;
             return Err(PayError::AlreadyPaid);
         }
-        tracing::info!(payment_id = %payment.id, stripe_id = %payment.stripe_id, "order paid");
-        Ok(payment)
+        let timing = &self.settlement.timing;
+        let held = Lease::keep(&self.db, attempt.id, owner, timing.lease);
+        let charged = self.charge(attempt.clone()).await;
+        let now = attempts::find(&self.db, attempt.id)
+            .await?
+            .unwrap_or(attempt);
+        let after = if now.status == REQUIRES_ACTION {
+            timing.action_poll
+        } else {
+            timing.reconcile_every
+        };
+        held.hand_on(after).await;
+        charged.map(|()| now)
     }
 
-    async fn refund(&self, mut payment: PaymentRecord) -> Result<PaymentRecord, PayError> {
-        self.stripe.refund(&payment.stripe_id).await?;
-        payment.status = REFUNDED.into();
-        store::insert_payment(&self.db, &self.outbox, &payment, None).await?;
-        tracing::warn!(stripe_id = %payment.stripe_id, "charge refunded: the reservation was lost meanwhile");
-        Ok(payment)
+    async fn payable_order(
+        &self,
+        user_id: &str,
+        order_id: ObjectId,
+    ) -> Result<OrderCopy, PayError> {
+        let order = orders::find_order(&self.db, order_id)
+            .await?
+            .filter(|o| o.user_id == user_id)
+            .ok_or(PayError::NotFound)?;
+        match order.status.as_str() {
+            "cancelled" => return Err(PayError::Cancelled),
+            "complete" => return Err(PayError::AlreadyPaid),
+            _ => {}
+        }
+        if attempts::succeeded_for(&self.db, &order_id.to_hex())
+            .await?
+            .is_some()
+        {
+            return Err(PayError::AlreadyPaid);
+        }
+        Ok(order)
     }
 
-    fn slot_key(&self, order: &str) -> String {
-        format!("{}payments:charging:{order}", self.prefix)
+    /// Stores a `pending` attempt under this order's next idempotency key; `None` when
+    /// another attempt of the order is in flight.
+    async fn open_attempt(
+        &self,
+        order: &OrderCopy,
+        payment_method: &str,
+        owner: &str,
+    ) -> Result<Option<PaymentRecord>, DependencyError> {
+        let order_hex = order.id.to_hex();
+        for _ in 0..3 {
+            let number = attempts::count_for_order(&self.db, &order_hex).await? as i64;
+            let now = Utc::now();
+            let attempt = PaymentRecord {
+                id: ObjectId::new(),
+                order_id: order_hex.clone(),
+                user_id: order.user_id.clone(),
+                ticket_id: order.ticket_id.clone(),
+                amount: order.amount,
+                currency: "usd".into(),
+                attempt: number,
+                stripe_key: format!("ticketing-pi-{order_hex}-{number}"),
+                payment_method: payment_method.to_string(),
+                stripe_id: None,
+                status: PENDING.into(),
+                client_secret: None,
+                failure: None,
+                in_flight: Some(true),
+                lease_until: Some(now + self.settlement.timing.lease),
+                lease_owner: Some(owner.to_string()),
+                refund_tries: 0,
+                refund_id: None,
+                created_at: now,
+                updated_at: Some(now),
+            };
+            if attempts::open(&self.db, &attempt).await? {
+                self.settlement
+                    .metrics
+                    .attempts
+                    .with_label_values(&[PENDING])
+                    .inc();
+                return Ok(Some(attempt));
+            }
+            if attempts::in_flight_for(&self.db, &order_hex)
+                .await?
+                .is_some()
+            {
+                return Ok(None);
+            }
+            // Another attempt took this number and has already ended: count again.
+        }
+        Ok(None)
     }
 
-    async fn take_slot(&self, order: &str, token: &str) -> Result<bool, DependencyError> {
-        let mut conn = self.redis.clone();
-        let options = SetOptions::default()
-            .conditional_set(redis::ExistenceCheck::NX)
-            .with_expiration(SetExpiry::PX(CHARGE_SLOT.as_millis() as u64));
-        let set: Option<String> = conn
-            .set_options(self.slot_key(order), token, options)
-            .await?;
-        Ok(set.is_some())
-    }
-
-    async fn free_slot(&self, order: &str, token: &str) -> Result<(), DependencyError> {
-        let mut conn = self.redis.clone();
-        let _: i64 = RELEASE_SLOT
-            .key(self.slot_key(order))
-            .arg(token)
-            .invoke_async(&mut conn)
-            .await?;
-        Ok(())
+    /// Creates the intent, stores its id, confirms it and settles what Stripe says. A
+    /// failure after the id is stored leaves the attempt to the reconciler.
+    async fn charge(&self, mut attempt: PaymentRecord) -> Result<(), PayError> {
+        let s = &self.settlement;
+        let metadata = HashMap::from([
+            ("orderId".to_string(), attempt.order_id.clone()),
+            ("userId".to_string(), attempt.user_id.clone()),
+            ("paymentId".to_string(), attempt.id.to_hex()),
+        ]);
+        let created = s
+            .stripe
+            .create_intent(
+                attempt.amount,
+                &attempt.payment_method,
+                metadata,
+                &attempt.stripe_key,
+            )
+            .await;
+        let intent = match created {
+            Ok(intent) => intent,
+            Err(e) => {
+                // Never confirmed, so nothing was charged whatever Stripe did.
+                s.fail(&attempt, &e.to_string(), Path::Request).await?;
+                return Err(stripe_error(e, "paymentMethod"));
+            }
+        };
+        let secret = intent.client_secret.as_deref();
+        if !attempts::record_intent(&self.db, attempt.id, &intent.id, secret).await? {
+            return Ok(());
+        }
+        attempt.stripe_id = Some(intent.id.clone());
+        match s.stripe.confirm(&intent.id, &attempt.stripe_key).await {
+            Ok(confirmed) => {
+                if let Err(e) = s.apply(&attempt, &confirmed, Path::Request).await {
+                    tracing::warn!(error = %e, "payment not settled yet; the reconciler will");
+                }
+                Ok(())
+            }
+            Err(StripeFailure::Declined(message)) => {
+                s.fail(&attempt, &message, Path::Request).await?;
+                Err(PayError::Declined(message))
+            }
+            // Stripe refused to confirm: the intent has a state of its own, so act on it.
+            Err(StripeFailure::Invalid(e)) => {
+                tracing::warn!(error = %e, "confirmation refused; settling from the intent's state");
+                let now = s.stripe.retrieve(&intent.id).await;
+                if let Err(e) = async { s.apply(&attempt, &now?, Path::Request).await }.await {
+                    tracing::warn!(error = %e, "payment not settled yet; the reconciler will");
+                }
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "confirmation unanswered; the reconciler will ask Stripe");
+                Ok(())
+            }
+        }
     }
 }
 
-fn uuid_token() -> String {
-    ObjectId::new().to_hex()
+fn stripe_error(e: StripeFailure, field: &'static str) -> PayError {
+    match e {
+        StripeFailure::Declined(m) => PayError::Declined(m),
+        StripeFailure::Invalid(message) => PayError::Invalid { field, message },
+        StripeFailure::Unavailable(m) => PayError::StripeUnavailable(m),
+        StripeFailure::Unexpected(m) => {
+            PayError::Dependency(DependencyError::Unexpected(anyhow::anyhow!(m)))
+        }
+    }
 }

@@ -11,7 +11,7 @@ use lib_shared::{
 };
 use mongodb::Database;
 
-use crate::store::{self, OrderCopy};
+use crate::store::orders::{self, OrderCopy};
 
 pub const SUBJECTS: &[&str] = &[ORDER_CREATED, ORDER_CANCELLED, ORDER_COMPLETED];
 
@@ -31,19 +31,18 @@ impl Handler for OrderEvents {
                     amount: o.ticket.price.cents(),
                     status: o.status,
                     version: o.version,
-                    declines: 0,
                 };
-                store::apply_order(&self.db, &copy).await?;
+                orders::apply_order(&self.db, &copy).await?;
             }
             ORDER_CANCELLED => {
                 let o: OrderCancelled = event.decode()?;
                 let id = parse_id(&o.id).context("malformed order id")?;
-                store::set_order_status(&self.db, id, "cancelled", o.version).await?;
+                orders::set_order_status(&self.db, id, "cancelled", o.version).await?;
             }
             ORDER_COMPLETED => {
                 let o: OrderCompleted = event.decode()?;
                 let id = parse_id(&o.id).context("malformed order id")?;
-                store::set_order_status(&self.db, id, "complete", o.version).await?;
+                orders::set_order_status(&self.db, id, "complete", o.version).await?;
             }
             other => anyhow::bail!("unexpected event type {other}"),
         }

@@ -9,15 +9,20 @@ use crate::{
     Settings,
     checkout::Checkout,
     consumer::{OrderEvents, SUBJECTS},
-    routes::PaymentsApi,
+    metrics::PaymentMetrics,
+    reconciler::Reconciler,
+    routes::{PaymentsApi, WebhookApi},
+    settlement::Settlement,
     store::{self, PAYMENTS},
     stripe::Gateway,
+    webhooks::Webhooks,
 };
 
 pub struct Application {
     inner: startup::Application,
     pub infra: Infra,
     pub checkout: Arc<Checkout>,
+    pub reconciler: Arc<Reconciler>,
 }
 
 impl Application {
@@ -25,24 +30,37 @@ impl Application {
         let common = &settings.common;
         let infra = Infra::connect(common).await?;
         let outbox = Outbox::new(infra.mongo.clone(), infra.publisher.clone(), &[PAYMENTS]);
-        let checkout = Arc::new(Checkout {
+        let settlement = Arc::new(Settlement {
             db: infra.mongo.clone(),
-            redis: infra.redis.clone(),
-            prefix: infra.prefix.clone(),
-            locks: infra.locks.clone(),
             outbox: outbox.clone(),
+            locks: infra.locks.clone(),
             stripe: Gateway::new(
                 &settings.stripe_api_base,
                 settings.stripe_secret_key.expose(),
                 settings.stripe_timeout,
             ),
+            timing: settings.timing.clone(),
+            metrics: PaymentMetrics::register(infra.metrics.registry()),
         });
-        // One succeeded payment per order is enforced by a unique index: build it first.
+        let checkout = Arc::new(Checkout {
+            db: infra.mongo.clone(),
+            locks: infra.locks.clone(),
+            settlement: settlement.clone(),
+            instance: common.instance.clone(),
+        });
+        // One succeeded payment and one attempt in flight per order are enforced by
+        // unique indexes: build them first.
         startup::prepare(&infra, "creating indexes", async |db| {
             store::ensure_indexes(&db).await
         })
         .await;
         outbox.spawn_relay(common.outbox_relay_every, infra.shutdown.clone());
+        let reconciler = Arc::new(Reconciler {
+            db: infra.mongo.clone(),
+            settlement: settlement.clone(),
+            instance: common.instance.clone(),
+        });
+        reconciler.clone().spawn(infra.shutdown.clone());
         startup::consume(
             common,
             &infra,
@@ -51,15 +69,26 @@ impl Application {
                 db: infra.mongo.clone(),
             },
         );
-        let api = PaymentsApi {
-            checkout: checkout.clone(),
-        };
-        let description = "Payments for orders through Stripe PaymentIntents.";
+        let api = (
+            PaymentsApi {
+                checkout: checkout.clone(),
+            },
+            WebhookApi {
+                webhooks: Arc::new(Webhooks {
+                    db: infra.mongo.clone(),
+                    settlement,
+                    secret: settings.stripe_webhook_secret.clone(),
+                }),
+            },
+        );
+        let description = "Payments for orders through Stripe PaymentIntents, settled by the \
+            request, a reconciler and Stripe's webhooks.";
         let inner = startup::launch(common, &infra, api, "Ticketing payments", description).await?;
         Ok(Self {
             inner,
             infra,
             checkout,
+            reconciler,
         })
     }
 

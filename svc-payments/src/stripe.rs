@@ -1,14 +1,14 @@
 //! Stripe through the async-stripe client. Every call carries an idempotency key, so a
-//! call that timed out or failed in transit is retried safely with the same key.
-//! Responses are read into the few fields used here, which every Stripe-compatible
-//! server returns.
+//! call that timed out or failed in transit is retried safely with the same key. Errors
+//! are classified by Stripe's error type: only card errors are declines. Responses are
+//! read into the few fields used here, which every Stripe-compatible server returns.
 
 use std::{collections::HashMap, str::FromStr, time::Duration};
 
 use serde::Deserialize;
 use stripe::{
-    Client, CreatePaymentIntent, CreateRefund, Currency, PaymentIntentId, PaymentMethodId,
-    RequestStrategy, StripeError,
+    Client, CreatePaymentIntent, CreateRefund, Currency, ErrorType, PaymentIntentId,
+    PaymentMethodId, RequestStrategy, StripeError,
 };
 
 const ATTEMPTS: u32 = 3;
@@ -19,6 +19,28 @@ pub struct Intent {
     pub id: String,
     pub status: String,
     pub amount: i64,
+    #[serde(default)]
+    pub client_secret: Option<String>,
+    #[serde(default)]
+    pub last_payment_error: Option<PaymentError>,
+    #[serde(default)]
+    pub metadata: HashMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct PaymentError {
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+impl Intent {
+    /// Why the last confirmation failed, in Stripe's words for the buyer.
+    pub fn failure_message(&self) -> String {
+        self.last_payment_error
+            .as_ref()
+            .and_then(|e| e.message.clone())
+            .unwrap_or_else(|| format!("The payment was not completed ({})", self.status))
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -34,13 +56,26 @@ struct CardRef {
 #[derive(Debug, Deserialize)]
 struct RefundRef {
     id: String,
+    #[serde(default)]
+    status: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RefundList {
+    data: Vec<RefundRef>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum StripeFailure {
-    /// Stripe refused the payment (declined card, bad method): its message is for the user.
+    /// A card error: Stripe's message is for the buyer.
     #[error("declined: {0}")]
     Declined(String),
+    /// Stripe refused the request itself (an unknown payment method, a state that does
+    /// not allow the call): nothing was charged by it.
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    /// Unreachable, timed out, overloaded or busy with the same key: the outcome is not
+    /// known, and the call is safe to repeat with the same key.
     #[error("stripe unreachable: {0}")]
     Unavailable(String),
     #[error("stripe failed: {0}")]
@@ -61,8 +96,8 @@ impl Gateway {
         }
     }
 
-    /// Creates and confirms one PaymentIntent.
-    pub async fn charge(
+    /// Creates an unconfirmed PaymentIntent: no money moves until `confirm`.
+    pub async fn create_intent(
         &self,
         amount_cents: i64,
         payment_method: &str,
@@ -70,22 +105,64 @@ impl Gateway {
         idempotency_key: &str,
     ) -> Result<Intent, StripeFailure> {
         let method = PaymentMethodId::from_str(payment_method).map_err(|_| {
-            StripeFailure::Declined(format!("No such payment method: '{payment_method}'"))
+            StripeFailure::Invalid(format!("No such payment method: '{payment_method}'"))
         })?;
         self.with_retries(idempotency_key, |client| {
             let mut params = CreatePaymentIntent::new(amount_cents, Currency::USD);
             params.payment_method = Some(method.clone());
-            params.confirm = Some(true);
             params.metadata = Some(metadata.clone());
             client.post_form::<Intent, _>("/payment_intents", params)
         })
         .await
     }
 
-    /// Refunds a PaymentIntent in full.
+    pub async fn confirm(
+        &self,
+        intent_id: &str,
+        idempotency_key: &str,
+    ) -> Result<Intent, StripeFailure> {
+        let path = format!("/payment_intents/{}/confirm", checked(intent_id)?);
+        self.with_retries(&format!("{idempotency_key}-confirm"), |client| {
+            client.post_form::<Intent, _>(&path, HashMap::<String, String>::new())
+        })
+        .await
+    }
+
+    pub async fn retrieve(&self, intent_id: &str) -> Result<Intent, StripeFailure> {
+        let path = format!("/payment_intents/{}", checked(intent_id)?);
+        self.with_retries_plain(|client| client.get::<Intent>(&path))
+            .await
+    }
+
+    /// Cancels a PaymentIntent that was never confirmed (abandoned mid-way).
+    pub async fn cancel(&self, intent_id: &str) -> Result<Intent, StripeFailure> {
+        let path = format!("/payment_intents/{}/cancel", checked(intent_id)?);
+        self.with_retries(&format!("ticketing-cancel-{intent_id}"), |client| {
+            client.post_form::<Intent, _>(&path, HashMap::<String, String>::new())
+        })
+        .await
+    }
+
+    /// Refunds a PaymentIntent in full, once: an existing refund is returned instead of
+    /// asking for a second.
     pub async fn refund(&self, intent_id: &str) -> Result<String, StripeFailure> {
-        let intent = PaymentIntentId::from_str(intent_id)
+        let intent = PaymentIntentId::from_str(checked(intent_id)?)
             .map_err(|e| StripeFailure::Unexpected(format!("bad intent id: {e}")))?;
+        let existing = self
+            .with_retries_plain(|client| {
+                client.get_query::<RefundList, _>(
+                    "/refunds",
+                    HashMap::from([("payment_intent", intent_id)]),
+                )
+            })
+            .await?;
+        if let Some(done) = existing
+            .data
+            .into_iter()
+            .find(|r| matches!(r.status.as_deref(), Some("succeeded" | "pending") | None))
+        {
+            return Ok(done.id);
+        }
         let key = format!("ticketing-refund-{intent_id}");
         let refund = self
             .with_retries(&key, |client| {
@@ -103,18 +180,22 @@ impl Gateway {
         if !token.starts_with("tok_")
             || !token.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
         {
-            return Err(StripeFailure::Declined(format!("No such token: '{token}'")));
+            return Err(StripeFailure::Invalid(format!("No such token: '{token}'")));
         }
-        let key = format!("ticketing-token-{token}");
         let found = self
-            .with_retries(&key, |client| {
-                client.get::<TokenCard>(&format!("/tokens/{token}"))
-            })
+            .with_retries_plain(|client| client.get::<TokenCard>(&format!("/tokens/{token}")))
             .await?;
         found
             .card
             .map(|c| c.id)
-            .ok_or_else(|| StripeFailure::Declined(format!("Token '{token}' holds no card")))
+            .ok_or_else(|| StripeFailure::Invalid(format!("Token '{token}' holds no card")))
+    }
+
+    async fn with_retries_plain<T, F>(&self, call: F) -> Result<T, StripeFailure>
+    where
+        F: Fn(&Client) -> stripe::Response<T>,
+    {
+        self.retrying(&self.client, call).await
     }
 
     async fn with_retries<T, F>(&self, key: &str, call: F) -> Result<T, StripeFailure>
@@ -125,35 +206,83 @@ impl Gateway {
             .client
             .clone()
             .with_strategy(RequestStrategy::Idempotent(key.to_string()));
-        let mut last = String::new();
+        self.retrying(&client, call).await
+    }
+
+    async fn retrying<T, F>(&self, client: &Client, call: F) -> Result<T, StripeFailure>
+    where
+        F: Fn(&Client) -> stripe::Response<T>,
+    {
+        let mut last = StripeFailure::Unavailable(String::new());
         for attempt in 0..ATTEMPTS {
             if attempt > 0 {
                 tokio::time::sleep(Duration::from_millis(200 * 2u64.pow(attempt))).await;
             }
-            match tokio::time::timeout(self.timeout, call(&client)).await {
-                Err(_) => last = "timed out".into(),
-                Ok(Ok(value)) => return Ok(value),
-                Ok(Err(StripeError::Stripe(e))) if e.http_status >= 500 || e.http_status == 429 => {
-                    last = format!("{} {}", e.http_status, e.message.unwrap_or_default());
-                }
-                Ok(Err(StripeError::Stripe(e))) if e.http_status == 401 || e.http_status == 403 => {
-                    return Err(StripeFailure::Unexpected(format!(
-                        "Stripe refused our key ({})",
-                        e.http_status
-                    )));
-                }
-                Ok(Err(StripeError::Stripe(e))) => {
-                    let message = e
-                        .message
-                        .unwrap_or_else(|| "Your payment was declined".into());
-                    return Err(StripeFailure::Declined(message));
-                }
-                Ok(Err(StripeError::ClientError(e))) => last = e,
-                Ok(Err(StripeError::Timeout)) => last = "timed out".into(),
-                Ok(Err(other)) => return Err(StripeFailure::Unexpected(other.to_string())),
+            let result = match tokio::time::timeout(self.timeout, call(client)).await {
+                Err(_) => Err(StripeError::Timeout),
+                Ok(result) => result,
+            };
+            match result.map_err(classify) {
+                Ok(value) => return Ok(value),
+                Err(StripeFailure::Unavailable(e)) => last = StripeFailure::Unavailable(e),
+                Err(final_answer) => return Err(final_answer),
             }
             tracing::warn!(attempt, error = %last, "Stripe call failed; retrying with the same idempotency key");
         }
-        Err(StripeFailure::Unavailable(last))
+        Err(last)
+    }
+}
+
+/// Stripe's error type decides; the HTTP status only where Stripe gave no type.
+fn classify(err: StripeError) -> StripeFailure {
+    match err {
+        StripeError::Stripe(e) => {
+            let message = e.message.clone().unwrap_or_default();
+            // 402 is Stripe's "request failed" for valid parameters: a card error, even
+            // from servers that give it another type.
+            match e.error_type {
+                _ if e.error_type == ErrorType::Card || e.http_status == 402 => {
+                    StripeFailure::Declined(if message.is_empty() {
+                        "Your card was declined.".into()
+                    } else {
+                        message
+                    })
+                }
+                ErrorType::InvalidRequest | ErrorType::Validation
+                    if e.http_status != 409 && e.http_status < 500 =>
+                {
+                    StripeFailure::Invalid(message)
+                }
+                ErrorType::Authentication => {
+                    StripeFailure::Unexpected(format!("Stripe refused our key ({})", e.http_status))
+                }
+                _ if e.http_status == 401 || e.http_status == 403 => {
+                    StripeFailure::Unexpected(format!("Stripe refused our key ({})", e.http_status))
+                }
+                // Api, Connection, RateLimit, IdempotencyError (a concurrent request with
+                // the same key) and anything unknown: repeat with the same key.
+                other => {
+                    StripeFailure::Unavailable(format!("{} {other}: {message}", e.http_status))
+                }
+            }
+        }
+        StripeError::Timeout => StripeFailure::Unavailable("timed out".into()),
+        StripeError::ClientError(e) => StripeFailure::Unavailable(e),
+        other => StripeFailure::Unexpected(other.to_string()),
+    }
+}
+
+/// Ids go into URL paths: only Stripe's own shape is accepted.
+fn checked(intent_id: &str) -> Result<&str, StripeFailure> {
+    let valid = intent_id.starts_with("pi_")
+        && intent_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if valid {
+        Ok(intent_id)
+    } else {
+        Err(StripeFailure::Unexpected(format!(
+            "bad intent id {intent_id:?}"
+        )))
     }
 }

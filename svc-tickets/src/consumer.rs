@@ -8,8 +8,8 @@ use chrono::DateTime;
 use lib_shared::{
     bus::Handler,
     events::{
-        Envelope, ORDER_CANCELLED, ORDER_COMPLETED, ORDER_CREATED, OrderCancelled, OrderCompleted,
-        OrderCreated,
+        Envelope, ORDER_CANCELLED, ORDER_COMPLETED, ORDER_CREATED, ORDER_EXTENDED, OrderCancelled,
+        OrderCompleted, OrderCreated, OrderExtended,
     },
     ids::parse_id,
     locks::Holder,
@@ -21,7 +21,12 @@ use crate::{
     store::{self, AVAILABLE, Decision, RESERVED, SOLD, TicketRecord},
 };
 
-pub const SUBJECTS: &[&str] = &[ORDER_CREATED, ORDER_CANCELLED, ORDER_COMPLETED];
+pub const SUBJECTS: &[&str] = &[
+    ORDER_CREATED,
+    ORDER_EXTENDED,
+    ORDER_CANCELLED,
+    ORDER_COMPLETED,
+];
 
 pub struct OrderEvents {
     pub state: Arc<State>,
@@ -31,6 +36,7 @@ impl Handler for OrderEvents {
     async fn handle(&self, event: &Envelope) -> anyhow::Result<()> {
         match event.kind.as_str() {
             ORDER_CREATED => self.reserve(event.decode()?).await,
+            ORDER_EXTENDED => self.extend(event.decode()?).await,
             ORDER_CANCELLED => self.release(event.decode()?).await,
             ORDER_COMPLETED => self.sell(event.decode()?).await,
             other => anyhow::bail!("unexpected event type {other}"),
@@ -57,6 +63,26 @@ impl OrderEvents {
             Decision::Change(TicketRecord {
                 status: RESERVED.into(),
                 order_id: Some(e.id.clone()),
+                reserved_until: Some(until),
+                ..t.clone()
+            })
+        })
+        .await
+    }
+
+    /// The reservation lasts longer (the buyer is authenticating a payment), so a lock
+    /// rebuilt from this ticket lasts as long as the order's.
+    #[tracing::instrument(skip_all, fields(order_id = %e.id, ticket_id = %e.ticket.id))]
+    async fn extend(&self, e: OrderExtended) -> anyhow::Result<()> {
+        let until = DateTime::parse_from_rfc3339(&e.expires_at)
+            .context("expiresAt is not RFC 3339")?
+            .to_utc();
+        self.apply(&e.ticket.id, |t| {
+            let held = t.status == RESERVED && t.order_id.as_deref() == Some(e.id.as_str());
+            if !held || t.reserved_until.is_some_and(|u| u >= until) {
+                return Decision::Keep;
+            }
+            Decision::Change(TicketRecord {
                 reserved_until: Some(until),
                 ..t.clone()
             })

@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     checkout::{Checkout, Method, PayError},
-    store::{self, KeyState, PaymentRecord, StoredAnswer},
+    store::{self, KeyState, PaymentRecord, StoredAnswer, attempts},
 };
 
 #[derive(Tags)]
@@ -26,18 +26,27 @@ enum PaymentTags {
     Payments,
 }
 
-/// Whether the money was kept.
+/// Where a payment attempt stands.
 #[derive(Enum, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[oai(rename_all = "lowercase")]
-#[serde(rename_all = "lowercase")]
+#[oai(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum PaymentStatus {
-    /// Charged; the ticket is sold.
+    /// Stored and on its way through Stripe; it settles by itself.
+    Pending,
+    /// The buyer must authenticate (3-D Secure) with `clientSecret`; the reservation is
+    /// held meanwhile.
+    RequiresAction,
+    /// Charged; the order completes and the ticket is sold.
     Succeeded,
+    /// Declined or not authenticated; nothing was charged and the order stays payable.
+    Failed,
+    /// Charged after the order lost its ticket; the refund is under way.
+    Refunding,
     /// Charged, then given back because the order lost its ticket meanwhile.
     Refunded,
 }
 
-/// A payment for an order.
+/// A payment attempt for an order.
 #[derive(Object, Serialize, Deserialize)]
 #[oai(rename_all = "camelCase")]
 #[serde(rename_all = "camelCase")]
@@ -50,10 +59,13 @@ pub struct Payment {
     pub amount: i64,
     /// Always `usd`.
     pub currency: String,
-    /// The Stripe PaymentIntent.
-    pub stripe_id: String,
-    /// `succeeded` or `refunded`.
+    /// The Stripe PaymentIntent; null until Stripe has made it.
+    pub stripe_id: Option<String>,
     pub status: PaymentStatus,
+    /// For Stripe.js to authenticate the payment; only while `requires_action`.
+    pub client_secret: Option<String>,
+    /// Why the attempt failed, in Stripe's words; null unless `failed`.
+    pub failure_message: Option<String>,
     /// When it was made.
     pub created_at: DateTime<Utc>,
 }
@@ -77,7 +89,21 @@ pub enum PaymentResponse {
     Ok(Json<Payment>),
     /// Paid: the order completes and the ticket is sold.
     #[oai(status = 201)]
-    Created(Json<Payment>),
+    Created(
+        Json<Payment>,
+        /// Where the payment can be read.
+        #[oai(header = "Location")]
+        String,
+    ),
+    /// Not settled yet: `requires_action` (authenticate with `clientSecret`) or
+    /// `pending` (Stripe is slow; the work goes on). Follow `Location` for the outcome.
+    #[oai(status = 202)]
+    Accepted(
+        Json<Payment>,
+        /// Where the payment can be read.
+        #[oai(header = "Location")]
+        String,
+    ),
 }
 
 #[derive(ApiResponse)]
@@ -94,11 +120,11 @@ pub enum PaymentError {
     /// No such order or payment of yours.
     #[oai(status = 404)]
     NotFound(Json<ErrorBody>),
-    /// Cancelled, expired (the ticket is no longer held) or already paid.
+    /// Cancelled, expired (the ticket is no longer held), already paid, or charged after
+    /// the reservation ended and refunded.
     #[oai(status = 409)]
     Conflict(Json<ErrorBody>),
-    /// MongoDB, Redis or Stripe is unreachable; nothing was charged, or the charge is
-    /// safe to retry.
+    /// MongoDB, Redis or Stripe is unreachable; nothing was charged, and a retry is safe.
     #[oai(status = 503)]
     Unavailable(Json<ErrorBody>),
     /// Unexpected failure.
@@ -116,8 +142,10 @@ pub struct PaymentsApi {
 
 #[OpenApi(prefix_path = "/api/payments", tag = "PaymentTags::Payments")]
 impl PaymentsApi {
-    /// Pay for an order while it holds its ticket. Retrying with the same
-    /// `Idempotency-Key` returns the first answer.
+    /// Pay for an order while it holds its ticket: 201 when charged, 202 while the
+    /// buyer must authenticate or Stripe is slow. Retrying with the same
+    /// `Idempotency-Key` returns the first answer; retrying without one while an attempt
+    /// is in flight returns that attempt, never a second charge.
     #[oai(path = "/", method = "post", operation_id = "createPayment")]
     async fn create(
         &self,
@@ -133,8 +161,9 @@ impl PaymentsApi {
         };
         let db = &self.checkout.db;
         let record = format!("{}:{key}", user.0.id);
-        match store::claim_key(db, &record, &fingerprint).await? {
-            KeyState::Answered(answer) => return replay(answer),
+        let lease = self.checkout.settlement.timing.answer_within * 4;
+        match store::keys::claim(db, &record, &fingerprint, lease).await? {
+            KeyState::Answered(answer) => return self.replay(answer).await,
             KeyState::InProgress => {
                 return Err(conflict(
                     "A request with this Idempotency-Key is still in progress",
@@ -150,17 +179,17 @@ impl PaymentsApi {
         }
         let result = self.pay(&user, order_id, method).await;
         match stored_answer(&result) {
-            Some(answer) => store::finish_key(db, &record, &answer).await?,
-            None => store::release_key(db, &record).await?,
+            Some(answer) => store::keys::finish(db, &record, &answer).await?,
+            None => store::keys::release(db, &record).await?,
         }
         result
     }
 
-    /// One of your payments.
+    /// One of your payments, as it stands now.
     #[oai(path = "/:id", method = "get", operation_id = "getPayment")]
     async fn get(&self, user: Authenticated, id: Path<String>) -> Result<PaymentResponse> {
         let id = parse_id(&id.0).ok_or_else(|| bad_field("id", "Malformed payment id"))?;
-        let payment = store::find_payment(&self.checkout.db, id)
+        let payment = attempts::find(&self.checkout.db, id)
             .await?
             .filter(|p| p.user_id == user.0.id)
             .ok_or_else(|| PaymentError::NotFound(ErrorBody::new("Payment not found")))?;
@@ -184,7 +213,7 @@ impl PaymentsApi {
                     .ok_or_else(|| bad_field("orderId", "Malformed order id"))
             })
             .transpose()?;
-        let found = store::list_payments(&self.checkout.db, &user.0.id, order.as_deref()).await?;
+        let found = attempts::list(&self.checkout.db, &user.0.id, order.as_deref()).await?;
         Ok(Json(found.into_iter().map(view).collect()))
     }
 }
@@ -197,9 +226,45 @@ impl PaymentsApi {
         method: Method,
     ) -> Result<PaymentResponse> {
         match self.checkout.pay(&user.0.id, order_id, method).await {
-            Ok(payment) => Ok(PaymentResponse::Created(Json(view(payment)))),
+            Ok(payment) => answer(payment),
             Err(e) => Err(pay_error(e)),
         }
+    }
+
+    /// A stored answer as first given; one that was not final yet (202) is answered with
+    /// the payment as it stands now.
+    async fn replay(&self, stored: StoredAnswer) -> Result<PaymentResponse> {
+        if stored.status != 202 {
+            return replay(stored);
+        }
+        let shown: Payment = serde_json::from_str(&stored.body)
+            .map_err(|e| PaymentError::Unexpected(ErrorBody::unexpected(e.into())))?;
+        let id = parse_id(&shown.id).ok_or_else(|| {
+            PaymentError::Unexpected(ErrorBody::unexpected(anyhow::anyhow!("stored id")))
+        })?;
+        match attempts::find(&self.checkout.db, id).await? {
+            Some(now) => answer(now),
+            None => Err(PaymentError::NotFound(ErrorBody::new("Payment not found"))),
+        }
+    }
+}
+
+/// The answer to a payment request from where its attempt stands.
+fn answer(payment: PaymentRecord) -> Result<PaymentResponse> {
+    let location = format!("/api/payments/{}", payment.id.to_hex());
+    match payment.status.as_str() {
+        attempts::SUCCEEDED => Ok(PaymentResponse::Created(Json(view(payment)), location)),
+        attempts::PENDING | attempts::REQUIRES_ACTION => {
+            Ok(PaymentResponse::Accepted(Json(view(payment)), location))
+        }
+        attempts::FAILED => Err(PaymentError::Declined(ErrorBody::new(
+            payment
+                .failure
+                .unwrap_or_else(|| "The payment was not completed".into()),
+        ))),
+        _ => Err(conflict(
+            "Reservation expired during payment; the charge was refunded",
+        )),
     }
 }
 
@@ -231,11 +296,8 @@ fn pay_error(err: PayError) -> PaymentError {
         PayError::Cancelled => conflict("Order is cancelled"),
         PayError::AlreadyPaid => conflict("Order is already paid"),
         PayError::Expired => conflict("Reservation expired"),
-        PayError::InProgress => conflict("A payment for this order is already in progress"),
         PayError::Declined(message) => PaymentError::Declined(ErrorBody::new(message)),
-        PayError::Refunded(_) => {
-            conflict("Reservation expired during payment; the charge was refunded")
-        }
+        PayError::Invalid { field, message } => bad_field(field, &message),
         PayError::StripeUnavailable(e) => {
             PaymentError::Unavailable(ErrorBody::unavailable(anyhow::anyhow!("Stripe: {e}")))
         }
@@ -246,7 +308,8 @@ fn pay_error(err: PayError) -> PaymentError {
 /// Final answers are kept for replay; a 503 or 500 is not final, so a retry runs again.
 fn stored_answer(result: &Result<PaymentResponse>) -> Option<StoredAnswer> {
     let (status, body) = match result {
-        Ok(PaymentResponse::Created(p)) => (201, json(&p.0)),
+        Ok(PaymentResponse::Created(p, _)) => (201, json(&p.0)),
+        Ok(PaymentResponse::Accepted(p, _)) => (202, json(&p.0)),
         Ok(PaymentResponse::Ok(p)) => (200, json(&p.0)),
         Err(PaymentError::BadRequest(e)) => (400, json(&e.0)),
         Err(PaymentError::Declined(e)) => (402, json(&e.0)),
@@ -265,9 +328,11 @@ fn replay(answer: StoredAnswer) -> Result<PaymentResponse> {
     let error = || serde_json::from_str::<ErrorBody>(&answer.body).map(Json);
     let broken = |e: serde_json::Error| PaymentError::Unexpected(ErrorBody::unexpected(e.into()));
     match answer.status {
-        201 => Ok(PaymentResponse::Created(Json(
-            serde_json::from_str(&answer.body).map_err(broken)?,
-        ))),
+        201 => {
+            let payment: Payment = serde_json::from_str(&answer.body).map_err(broken)?;
+            let location = format!("/api/payments/{}", payment.id);
+            Ok(PaymentResponse::Created(Json(payment), location))
+        }
         200 => Ok(PaymentResponse::Ok(Json(
             serde_json::from_str(&answer.body).map_err(broken)?,
         ))),
@@ -295,17 +360,25 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 pub fn view(p: PaymentRecord) -> Payment {
+    let status = match p.status.as_str() {
+        attempts::PENDING => PaymentStatus::Pending,
+        attempts::REQUIRES_ACTION => PaymentStatus::RequiresAction,
+        attempts::FAILED => PaymentStatus::Failed,
+        attempts::REFUNDING => PaymentStatus::Refunding,
+        attempts::REFUNDED => PaymentStatus::Refunded,
+        _ => PaymentStatus::Succeeded,
+    };
     Payment {
         id: p.id.to_hex(),
         order_id: p.order_id,
         amount: p.amount,
         currency: p.currency,
         stripe_id: p.stripe_id,
-        status: if p.status == store::REFUNDED {
-            PaymentStatus::Refunded
-        } else {
-            PaymentStatus::Succeeded
-        },
+        client_secret: p
+            .client_secret
+            .filter(|_| status == PaymentStatus::RequiresAction),
+        failure_message: p.failure.filter(|_| status == PaymentStatus::Failed),
+        status,
         created_at: p.created_at,
     }
 }

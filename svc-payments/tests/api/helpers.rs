@@ -3,7 +3,7 @@ use std::time::Duration;
 use lib_shared::{config::CommonSettings, locks::Locks, testing};
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
-use svc_payments::{Application, Settings};
+use svc_payments::{Application, Settings, Timing};
 
 /// Tickets, orders and payments (and, on request, expiration) on one Redis prefix.
 pub struct System {
@@ -11,6 +11,9 @@ pub struct System {
     pub tickets: String,
     pub orders: String,
     pub payments: String,
+    pub webhook: String,
+    /// The Stripe API payments uses.
+    pub stripe: String,
     pub payments_db: mongodb::Database,
     pub redis: lib_shared::infra::Redis,
     pub base: CommonSettings,
@@ -19,14 +22,51 @@ pub struct System {
 
 pub use lib_shared::testing::{TestUser as User, new_user};
 
-fn settings(service: &'static str, prefix: &str) -> CommonSettings {
-    let mut s = testing::settings(service, None);
-    s.redis_prefix = prefix.to_string();
+fn settings(service: &'static str, base: &CommonSettings) -> CommonSettings {
+    let mut s = testing::settings(service, Some(base.redis_url.expose().to_string()));
+    s.redis_prefix = base.redis_prefix.clone();
+    s.mongodb_uri = base.mongodb_uri.clone();
     s
 }
 
+/// How a test's system is put together.
+pub struct Options {
+    pub order_ttl: Duration,
+    pub with_expiration: bool,
+    /// The Stripe API payments talks to.
+    pub stripe: String,
+    pub timing: Timing,
+    pub webhook_secret: Option<String>,
+    /// A MongoDB and Redis of the test's own, instead of the shared test servers; keys
+    /// then have no prefix, as in production.
+    pub servers: Option<(String, String)>,
+    /// Payments runs elsewhere (as a child process): it is not started here.
+    pub external_payments: bool,
+}
+
+impl Options {
+    pub fn new(order_ttl: Duration) -> Self {
+        Self {
+            order_ttl,
+            with_expiration: false,
+            stripe: testing::test_stripe(),
+            timing: Timing {
+                reconcile_every: Duration::from_millis(200),
+                ..Timing::default()
+            },
+            webhook_secret: None,
+            servers: None,
+            external_payments: false,
+        }
+    }
+}
+
 pub async fn spawn_system(order_ttl: Duration, with_expiration: bool) -> System {
-    spawn_system_with_stripe(order_ttl, with_expiration, &testing::test_stripe()).await
+    spawn_with(Options {
+        with_expiration,
+        ..Options::new(order_ttl)
+    })
+    .await
 }
 
 pub async fn spawn_system_with_stripe(
@@ -34,24 +74,37 @@ pub async fn spawn_system_with_stripe(
     with_expiration: bool,
     stripe: &str,
 ) -> System {
-    let base = testing::settings("payments", None);
+    spawn_with(Options {
+        with_expiration,
+        stripe: stripe.to_string(),
+        ..Options::new(order_ttl)
+    })
+    .await
+}
+
+pub async fn spawn_with(options: Options) -> System {
+    let mut base = testing::settings("payments", options.servers.as_ref().map(|s| s.1.clone()));
+    if let Some((mongo, _)) = &options.servers {
+        base.mongodb_uri = lib_shared::config::Secret(mongo.clone());
+        base.redis_prefix = String::new();
+    }
     let prefix = base.redis_prefix.clone();
-    let tickets = svc_tickets::Application::build(settings("tickets", &prefix))
+    let tickets = svc_tickets::Application::build(settings("tickets", &base))
         .await
         .unwrap();
     let tickets_url = format!("http://127.0.0.1:{}/api/tickets", tickets.port());
     tokio::spawn(tickets.run_until_stopped());
     let orders = svc_orders::Application::build(svc_orders::Settings {
-        common: settings("orders", &prefix),
-        order_ttl,
+        common: settings("orders", &base),
+        order_ttl: options.order_ttl,
     })
     .await
     .unwrap();
     let orders_url = format!("http://127.0.0.1:{}/api/orders", orders.port());
     tokio::spawn(orders.run_until_stopped());
-    if with_expiration {
+    if options.with_expiration {
         let expiration = svc_expiration::Application::build(svc_expiration::Settings {
-            common: settings("expiration", &prefix),
+            common: settings("expiration", &base),
             keyspace_notifications: true,
             max_sleep: Duration::from_millis(500),
         })
@@ -59,23 +112,37 @@ pub async fn spawn_system_with_stripe(
         .unwrap();
         tokio::spawn(expiration.run_until_stopped());
     }
-    let payments = Application::build(Settings {
-        common: base.clone(),
-        stripe_secret_key: lib_shared::config::Secret("sk_test_local".into()),
-        stripe_api_base: stripe.to_string(),
-        stripe_timeout: Duration::from_secs(2),
-    })
-    .await
-    .unwrap();
-    let payments_url = format!("http://127.0.0.1:{}/api/payments", payments.port());
-    let payments_db = payments.infra.mongo.clone();
-    let redis = payments.infra.redis.clone();
-    tokio::spawn(payments.run_until_stopped());
+    let (payments_url, payments_db, redis) = if options.external_payments {
+        let client = mongodb::Client::with_uri_str(base.mongodb_uri.expose())
+            .await
+            .unwrap();
+        let db = client.database(&base.mongodb_database);
+        let redis = lib_shared::infra::redis(&base).unwrap();
+        (String::new(), db, redis)
+    } else {
+        let payments = Application::build(Settings {
+            common: base.clone(),
+            stripe_secret_key: lib_shared::config::Secret("sk_test_local".into()),
+            stripe_api_base: options.stripe.clone(),
+            stripe_webhook_secret: options.webhook_secret.map(lib_shared::config::Secret),
+            stripe_timeout: Duration::from_secs(2),
+            timing: options.timing,
+        })
+        .await
+        .unwrap();
+        let url = format!("http://127.0.0.1:{}/api/payments", payments.port());
+        let db = payments.infra.mongo.clone();
+        let redis = payments.infra.redis.clone();
+        tokio::spawn(payments.run_until_stopped());
+        (url, db, redis)
+    };
     System {
         client: reqwest::Client::new(),
         tickets: tickets_url,
         orders: orders_url,
+        webhook: format!("{payments_url}/webhooks/stripe"),
         payments: payments_url,
+        stripe: options.stripe,
         payments_db,
         locks: Locks::new(redis.clone(), prefix.clone()),
         redis,
@@ -216,10 +283,14 @@ impl System {
     }
 }
 
-/// PaymentIntents localstripe holds for an order, by their metadata.
+/// PaymentIntents the shared localstripe holds for an order, by their metadata.
 pub async fn intents_for(order: &str) -> Vec<Value> {
+    intents_at(&testing::test_stripe(), order).await
+}
+
+/// PaymentIntents a localstripe at `base` holds for an order.
+pub async fn intents_at(base: &str, order: &str) -> Vec<Value> {
     let client = reqwest::Client::new();
-    let base = testing::test_stripe();
     let mut found = Vec::new();
     let mut after: Option<String> = None;
     loop {
@@ -256,4 +327,53 @@ pub async fn assert_error(resp: Response, status: StatusCode) -> Vec<Value> {
     assert_eq!(resp.status(), status, "unexpected status");
     let body: Value = resp.json().await.unwrap();
     body["errors"].as_array().expect("errors array").clone()
+}
+
+/// Refunds a localstripe at `base` holds for a PaymentIntent.
+pub async fn refunds_at(base: &str, intent: &str) -> Vec<Value> {
+    let page: Value = reqwest::Client::new()
+        .get(format!("{base}/v1/refunds?payment_intent={intent}"))
+        .basic_auth("sk_test_local", Some(""))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    page["data"].as_array().cloned().unwrap_or_default()
+}
+
+impl System {
+    /// A payment as stored, read straight from the payments database.
+    pub async fn stored_payment(&self, id: &str) -> mongodb::bson::Document {
+        let id = mongodb::bson::oid::ObjectId::parse_str(id).unwrap();
+        self.payments_db
+            .collection::<mongodb::bson::Document>("payments")
+            .find_one(mongodb::bson::doc! {"_id": id})
+            .await
+            .unwrap()
+            .expect("payment stored")
+    }
+
+    pub async fn payment_json(&self, buyer: &User, id: &str) -> Value {
+        self.client
+            .get(format!("{}/{id}", self.payments))
+            .bearer_auth(&buyer.token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    pub async fn wait_payment(&self, buyer: &User, id: &str, status: &str) -> Value {
+        let mut last = Value::Null;
+        testing::eventually(&format!("payment {status}"), 20, async || {
+            last = self.payment_json(buyer, id).await;
+            last["status"] == status
+        })
+        .await;
+        last
+    }
 }

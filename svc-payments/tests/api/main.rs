@@ -1,4 +1,9 @@
+mod crash;
 mod helpers;
 mod journey;
 mod pay;
 mod races;
+mod refunds;
+mod stripe_proxy;
+mod three_d_secure;
+mod webhooks;
