@@ -107,6 +107,10 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// Where a `SAVE` writes, so a restart can load what was saved.
     fn dir(&self) -> std::path::PathBuf {
         let dir = std::env::temp_dir().join(format!("ticketing-test-redis-{}", self.port));

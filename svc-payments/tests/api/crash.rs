@@ -16,6 +16,7 @@ use serde_json::json;
 use crate::{
     helpers::{Options, System, User, intents_at, new_user, refunds_at, spawn_with},
     stripe_proxy::{Hold, StripeProxy},
+    tcp_cut::TcpCut,
 };
 
 const KILLS_PER_POINT: usize = 10;
@@ -28,9 +29,12 @@ enum Point {
     BeforeStripe,
     /// localstripe paused while the confirmation (the charge) is on its way.
     AtStripe,
-    /// Charged; Redis paused before the lock is promoted.
+    /// Charged; Redis paused (or its line cut, so the promotion is surely lost) before
+    /// the lock is promoted. Half of the time the buyer cancels while payments is down,
+    /// so the charge must be refunded.
     AfterCharge,
-    /// Promoted; MongoDB paused before the payment is stored as succeeded.
+    /// Promoted; MongoDB paused (or its line cut, so the write is surely lost) before the
+    /// payment is stored as succeeded.
     AfterPromotion,
 }
 
@@ -39,6 +43,9 @@ struct Rig {
     redis: RedisServer,
     stripe: ServerProcess,
     proxy: StripeProxy,
+    /// The payments process reaches MongoDB and Redis through these.
+    mongo_line: TcpCut,
+    redis_line: TcpCut,
     system: System,
     payments: Option<Child>,
     log: std::path::PathBuf,
@@ -53,6 +60,8 @@ impl Rig {
         let redis = RedisServer::start();
         let stripe = ServerProcess::localstripe();
         let proxy = StripeProxy::start(&stripe.url()).await;
+        let mongo_line = TcpCut::start(mongo.port).await;
+        let redis_line = TcpCut::start(redis.port()).await;
         let mut system = spawn_with(Options {
             servers: Some((mongo.mongodb_uri(), redis.url())),
             external_payments: true,
@@ -66,6 +75,8 @@ impl Rig {
             redis,
             stripe,
             proxy,
+            mongo_line,
+            redis_line,
             system,
             payments: None,
             log,
@@ -88,9 +99,18 @@ impl Rig {
         let child = Command::new(env!("CARGO_BIN_EXE_svc-payments"))
             .env("HOST", "127.0.0.1")
             .env("PORT", port.to_string())
-            .env("MONGODB_URI", base.mongodb_uri.expose())
+            .env(
+                "MONGODB_URI",
+                format!(
+                    "mongodb://127.0.0.1:{}/?directConnection=true",
+                    self.mongo_line.port
+                ),
+            )
             .env("MONGODB_DATABASE", &base.mongodb_database)
-            .env("REDIS_URL", base.redis_url.expose())
+            .env(
+                "REDIS_URL",
+                format!("redis://127.0.0.1:{}", self.redis_line.port),
+            )
             .env("JWT_PUBLIC_KEY", TEST_PUBLIC_KEY)
             .env("STRIPE_SECRET_KEY", "sk_test_local")
             .env("STRIPE_API_BASE", &self.proxy.url)
@@ -162,16 +182,30 @@ impl Rig {
                 self.stripe.cont();
             }
             Point::AfterCharge => {
+                let cut = self.next(2) == 0;
                 self.proxy.arrived().await;
-                self.redis.pause();
+                if cut {
+                    self.redis_line.cut();
+                } else {
+                    self.redis.pause();
+                }
                 self.proxy.release();
                 tokio::time::sleep(Duration::from_millis(50 + self.next(200))).await;
                 self.kill_payments();
                 self.redis.cont();
+                self.redis_line.heal();
+                if variant == 0 {
+                    self.cancel(buyer, order).await;
+                }
             }
             Point::AfterPromotion => {
+                let cut = self.next(2) == 0;
                 self.proxy.arrived().await;
-                self.mongo.pause();
+                if cut {
+                    self.mongo_line.cut();
+                } else {
+                    self.mongo.pause();
+                }
                 self.proxy.release();
                 let holder =
                     lib_shared::locks::Locks::new(self.system.redis.clone(), String::new());
@@ -185,10 +219,27 @@ impl Rig {
                 .await;
                 self.kill_payments();
                 self.mongo.cont();
+                self.mongo_line.heal();
             }
         }
         paying.abort();
         self.start_payments().await;
+    }
+
+    async fn cancel(&self, buyer: &User, order: &str) {
+        let resp = self
+            .system
+            .client
+            .delete(format!("{}/{order}", self.system.orders))
+            .bearer_auth(&buyer.token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            resp.status(),
+            reqwest::StatusCode::NO_CONTENT,
+            "cancelled while payments was down"
+        );
     }
 
     fn ticket_of(&self, order: &str) -> String {
@@ -242,7 +293,7 @@ async fn run(point: Point) {
 async fn check_invariants(rig: &Rig, orders: &[(String, String, User)]) -> Result<String, String> {
     let system = &rig.system;
     let attempts = system.payments_db.collection::<Document>("payments");
-    let (mut sales, mut refunds, mut untouched) = (0, 0, 0);
+    let (mut sales, mut refunds, mut untouched, mut cancelled) = (0, 0, 0, 0);
     for (ticket, order, buyer) in orders {
         let stored: Vec<Document> = {
             use futures::TryStreamExt;
@@ -285,6 +336,7 @@ async fn check_invariants(rig: &Rig, orders: &[(String, String, User)]) -> Resul
         match (kept, order_status.as_str(), ticket_status.as_str()) {
             (1, Some("complete"), Some("sold")) => sales += 1,
             (0, Some("created"), Some("reserved")) => untouched += 1,
+            (0, Some("cancelled"), Some("available")) => cancelled += 1,
             other => {
                 return Err(format!(
                     "order {order}: {} kept charges, order {}, ticket {}",
@@ -294,7 +346,8 @@ async fn check_invariants(rig: &Rig, orders: &[(String, String, User)]) -> Resul
         }
     }
     Ok(format!(
-        "{} orders: {sales} sold, {refunds} refunded, {untouched} never charged and still payable",
+        "{} orders: {sales} sold, {refunds} charges refunded, {cancelled} cancelled, \
+         {untouched} never charged and still payable",
         orders.len()
     ))
 }

@@ -5,5 +5,6 @@ mod pay;
 mod races;
 mod refunds;
 mod stripe_proxy;
+mod tcp_cut;
 mod three_d_secure;
 mod webhooks;

@@ -288,3 +288,67 @@ async fn a_retry_with_the_same_idempotency_key_returns_the_first_answer() {
         "one declined, one charged"
     );
 }
+
+/// A request that was interrupted leaves its key held only until its lease ends; an
+/// expired key is as good as new.
+#[tokio::test]
+async fn an_idempotency_key_is_held_by_a_lease_and_expires_after_a_day() {
+    use mongodb::bson::{DateTime, doc};
+    let system = spawn_system(Duration::from_secs(60), false).await;
+    let buyer = new_user();
+    let (_, order) = system.open_order(&buyer, 10.0).await;
+    system.wait_until_payments_knows(&order).await;
+    let declined = json!({"orderId": order, "paymentMethod": "pm_card_chargeCustomerFail"});
+    let first = system.pay_with(&buyer, &declined, Some("held")).await;
+    assert_eq!(first.status(), StatusCode::PAYMENT_REQUIRED);
+    let keys = system
+        .payments_db
+        .collection::<mongodb::bson::Document>("idempotency_keys");
+    let id = format!("{}:held", buyer.id);
+    let stored = keys.find_one(doc! {"_id": &id}).await.unwrap().unwrap();
+    let expires = stored.get_datetime("expiresAt").unwrap().timestamp_millis();
+    let created = stored.get_datetime("createdAt").unwrap().timestamp_millis();
+    assert_eq!(expires - created, 24 * 3600 * 1000, "kept for 24 hours");
+
+    // As if the request had died mid-way: no answer, the lease still running.
+    let soon = DateTime::from_millis(DateTime::now().timestamp_millis() + 3_600_000);
+    keys.update_one(
+        doc! {"_id": &id},
+        doc! {"$set": {"answer": null, "leaseUntil": soon}},
+    )
+    .await
+    .unwrap();
+    let errors = assert_error(
+        system.pay_with(&buyer, &declined, Some("held")).await,
+        StatusCode::CONFLICT,
+    )
+    .await;
+    assert!(
+        errors[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("in progress")
+    );
+
+    let past = DateTime::from_millis(DateTime::now().timestamp_millis() - 1_000);
+    keys.update_one(doc! {"_id": &id}, doc! {"$set": {"leaseUntil": past}})
+        .await
+        .unwrap();
+    let retried = system.pay_with(&buyer, &declined, Some("held")).await;
+    assert_eq!(
+        retried.status(),
+        StatusCode::PAYMENT_REQUIRED,
+        "the lapsed lease lets the retry run"
+    );
+
+    keys.update_one(doc! {"_id": &id}, doc! {"$set": {"expiresAt": past}})
+        .await
+        .unwrap();
+    let good = json!({"orderId": order, "paymentMethod": "pm_card_visa"});
+    assert_eq!(
+        system.pay_with(&buyer, &good, Some("held")).await.status(),
+        StatusCode::CREATED,
+        "an expired key is free for a new request"
+    );
+    assert_eq!(intents_for(&order).await.len(), 3);
+}
