@@ -86,12 +86,7 @@ impl From<mongodb::error::Error> for DependencyError {
 
 impl From<redis::RedisError> for DependencyError {
     fn from(err: redis::RedisError) -> Self {
-        if err.is_io_error()
-            || err.is_connection_dropped()
-            || err.is_connection_refusal()
-            || err.is_timeout()
-            || err.is_unrecoverable_error()
-        {
+        if crate::bus::failure::is_transient(&err) {
             Self::Unavailable(err.into())
         } else {
             Self::Unexpected(err.into())

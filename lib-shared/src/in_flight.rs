@@ -11,6 +11,9 @@ use tokio::sync::Semaphore;
 /// Enough to keep Redis, MongoDB and both cores busy; more only costs memory.
 pub const MAX_IN_FLIGHT: usize = 256;
 
+/// Operational routes, served whatever the load.
+const OUTSIDE_THE_CAP: [&str; 3] = ["/health", "/ready", "/metrics"];
+
 pub struct InFlight(Arc<Semaphore>);
 
 impl InFlight {
@@ -38,6 +41,11 @@ impl<E: Endpoint> Endpoint for InFlightEndpoint<E> {
     type Output = E::Output;
 
     async fn call(&self, req: Request) -> poem::Result<Self::Output> {
+        // Probes and metrics never queue behind a sale: a liveness probe that waited
+        // here would have Kubernetes restart a healthy pod.
+        if OUTSIDE_THE_CAP.contains(&req.uri().path()) {
+            return self.inner.call(req).await;
+        }
         // The semaphore is never closed, so acquiring only waits.
         let _permit = self.permits.acquire().await;
         // Boxed so the handler's state is allocated only once the request may run.
@@ -83,5 +91,44 @@ mod tests {
         }
         assert_eq!(most.load(Ordering::SeqCst), 3);
         assert_eq!(running.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn health_answers_while_the_cap_is_full() {
+        let release = Arc::new(tokio::sync::Notify::new());
+        let gate = release.clone();
+        let ep = make(move |req: Request| {
+            let gate = gate.clone();
+            async move {
+                if req.uri().path() == "/slow" {
+                    gate.notified().await;
+                }
+                "done"
+            }
+        })
+        .with(InFlight::new(2));
+        let client = Arc::new(TestClient::new(ep));
+        let slow: Vec<_> = (0..4)
+            .map(|_| {
+                let c = client.clone();
+                tokio::spawn(async move { c.get("/slow").send().await.0.status() })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let health = tokio::time::timeout(Duration::from_secs(5), client.get("/health").send())
+            .await
+            .expect("/health is not queued behind the cap");
+        health.assert_status_is_ok();
+        let other =
+            tokio::time::timeout(Duration::from_millis(200), client.get("/other").send()).await;
+        assert!(other.is_err(), "other routes wait their turn");
+        release.notify_waiters();
+        for _ in 0..4 {
+            release.notify_waiters();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        for s in slow {
+            let _ = s.await;
+        }
     }
 }

@@ -6,7 +6,8 @@ use std::{sync::Arc, time::Instant};
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response};
 use poem_openapi::OperationId;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 #[derive(Clone)]
@@ -14,6 +15,95 @@ pub struct Metrics {
     registry: Registry,
     requests: IntCounterVec,
     latency: HistogramVec,
+    /// The event bus, per stream and consumer group.
+    pub bus: BusMetrics,
+}
+
+/// What the event bus reports: per stream and group, and the dead letters.
+#[derive(Clone)]
+pub struct BusMetrics {
+    pub pending: IntGaugeVec,
+    pub oldest_pending_age: GaugeVec,
+    pub lag: IntGaugeVec,
+    pub dead_lettered: IntCounterVec,
+    /// Entries waiting in the dead-letter stream.
+    pub dead_letters: IntGauge,
+    /// Events written with their change but not yet on a stream, per collection.
+    pub outbox_waiting: IntGaugeVec,
+}
+
+impl std::fmt::Debug for BusMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BusMetrics")
+    }
+}
+
+impl BusMetrics {
+    fn register(registry: &Registry) -> Self {
+        fn add<M: prometheus::core::Collector + Clone + 'static>(registry: &Registry, m: M) -> M {
+            registry
+                .register(Box::new(m.clone()))
+                .expect("registered once");
+            m
+        }
+        let by_stream = ["stream", "group"];
+        Self {
+            pending: add(
+                registry,
+                IntGaugeVec::new(
+                    Opts::new("events_pending", "Entries delivered but not acknowledged"),
+                    &by_stream,
+                )
+                .expect("static metric definition is valid"),
+            ),
+            oldest_pending_age: add(
+                registry,
+                GaugeVec::new(
+                    Opts::new(
+                        "events_oldest_pending_age_seconds",
+                        "Age of the oldest unacknowledged entry",
+                    ),
+                    &by_stream,
+                )
+                .expect("static metric definition is valid"),
+            ),
+            lag: add(
+                registry,
+                IntGaugeVec::new(
+                    Opts::new("events_lag", "Entries not yet delivered to the group"),
+                    &by_stream,
+                )
+                .expect("static metric definition is valid"),
+            ),
+            dead_lettered: add(
+                registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "events_dead_lettered_total",
+                        "Events moved to the dead-letter stream",
+                    ),
+                    &by_stream,
+                )
+                .expect("static metric definition is valid"),
+            ),
+            dead_letters: add(
+                registry,
+                IntGauge::new("events_dead_letters", "Entries in the dead-letter stream")
+                    .expect("static metric definition is valid"),
+            ),
+            outbox_waiting: add(
+                registry,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "outbox_waiting",
+                        "Documents whose events wait to be relayed",
+                    ),
+                    &["collection"],
+                )
+                .expect("static metric definition is valid"),
+            ),
+        }
+    }
 }
 
 impl Metrics {
@@ -46,6 +136,7 @@ impl Metrics {
             .register(Box::new(latency.clone()))
             .expect("registered once");
         Self {
+            bus: BusMetrics::register(&registry),
             registry,
             requests,
             latency,

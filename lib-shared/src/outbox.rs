@@ -11,6 +11,7 @@ use mongodb::{
     bson::{self, Bson, Document, doc, oid::ObjectId},
     options::IndexOptions,
 };
+use prometheus::IntGaugeVec;
 use tokio_util::sync::CancellationToken;
 
 use crate::{bus::Publisher, error::DependencyError, events::Envelope};
@@ -35,6 +36,7 @@ pub struct Outbox {
     db: Database,
     publisher: Publisher,
     collections: Vec<&'static str>,
+    waiting: Option<IntGaugeVec>,
 }
 
 impl Outbox {
@@ -43,7 +45,29 @@ impl Outbox {
             db,
             publisher,
             collections: collections.to_vec(),
+            waiting: None,
         }
+    }
+
+    /// Reports, per collection, how many documents hold events not yet relayed.
+    pub fn with_gauge(mut self, waiting: IntGaugeVec) -> Self {
+        self.waiting = Some(waiting);
+        self
+    }
+
+    async fn count_waiting(&self) -> Result<(), DependencyError> {
+        let Some(gauge) = &self.waiting else {
+            return Ok(());
+        };
+        for collection in &self.collections {
+            let n = self
+                .db
+                .collection::<Document>(collection)
+                .count_documents(doc! { format!("{FIELD}.0"): { "$exists": true } })
+                .await?;
+            gauge.with_label_values(&[collection]).set(n as i64);
+        }
+        Ok(())
     }
 
     /// Publishes events just written with a document, then clears them from it. On
@@ -138,6 +162,9 @@ impl Outbox {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(events = n, "outbox relay published waiting events"),
                     Err(e) => tracing::warn!(error = %e, "outbox relay failed; will retry"),
+                }
+                if let Err(e) = self.count_waiting().await {
+                    tracing::debug!(error = %e, "outbox gauge not updated");
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(period) => {}

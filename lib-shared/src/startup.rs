@@ -155,6 +155,7 @@ pub fn consume<H: crate::bus::Handler>(
         subjects,
     );
     config.claim_idle = settings.event_claim_idle;
+    config.metrics = Some(infra.metrics.bus.clone());
     crate::bus::spawn_consumer(
         infra.redis_client.clone(),
         infra.redis.clone(),

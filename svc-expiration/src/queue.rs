@@ -64,17 +64,25 @@ static CLAIM: LazyLock<Script> = LazyLock::new(|| {
     ))
 });
 
-/// ARGV: prefix, ticket id, occurredAt, fired ttl, event id. For a lapsed lock: fires
-/// the order the ticket was reserved for. Returns order, due ms (due -1 if unscheduled).
+/// ARGV: prefix, ticket id, occurredAt, fired ttl, event id, now ms. For a lapsed lock:
+/// fires the order the ticket was last reserved for, but only once it is due (or, when the
+/// queue has lost it, only while nobody holds the ticket), so a late notice of an older
+/// order's lapse never fires a newer order early. Returns order, due (-1 if unqueued).
 static FIRE_FOR_TICKET: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         r#"{FIRE_FN}
         local prefix = ARGV[1]
         local order = redis.call('GET', prefix .. 'expiration:ticket-order:' .. ARGV[2])
         if not order then return {{}} end
-        local score = redis.call('ZSCORE', prefix .. 'expiration:due', order) or '-1'
+        local score = redis.call('ZSCORE', prefix .. 'expiration:due', order)
+        if score then
+            if tonumber(score) > tonumber(ARGV[6]) then return {{}} end
+        elseif redis.call('EXISTS', prefix .. 'lock:ticket:' .. ARGV[2]) == 1 then
+            -- Not in the queue and the ticket is held again: not this order's lapse.
+            return {{}}
+        end
         redis.call('ZREM', prefix .. 'expiration:due', order)
-        if fire(prefix, order, ARGV[5], ARGV[3], ARGV[4]) == 1 then return {{order, score}} end
+        if fire(prefix, order, ARGV[5], ARGV[3], ARGV[4]) == 1 then return {{order, score or '-1'}} end
         return {{}}
         "#
     ))
@@ -204,7 +212,8 @@ impl DelayQueue {
         Ok(pairs(flat))
     }
 
-    /// Publishes the expiry of the order that held `ticket`, whose lock just lapsed.
+    /// Publishes the expiry of the order that held `ticket`, whose lock just lapsed, if
+    /// that order is due; one that is not yet is left to the queue.
     pub async fn fire_for_ticket(&self, ticket: &str) -> Result<Option<Fired>, DependencyError> {
         let mut conn = self.redis.clone();
         let flat: Vec<String> = FIRE_FOR_TICKET
@@ -213,6 +222,7 @@ impl DelayQueue {
             .arg(occurred_at())
             .arg(FIRED_TTL_SECONDS)
             .arg(uuid::Uuid::now_v7().to_string())
+            .arg(Utc::now().timestamp_millis())
             .invoke_async(&mut conn)
             .await?;
         Ok(pairs(flat).into_iter().next())

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use lib_shared::{
+    bus::NotYet,
     error::DependencyError,
     events::{
         Envelope, OrderCancelled, OrderCompleted, OrderCreated, OrderExtended, PaymentCreated,
@@ -22,10 +23,6 @@ use crate::store::{
 
 pub const REASON_USER: &str = "user";
 pub const REASON_EXPIRED: &str = "expired";
-
-/// An expiry that arrives this close before the window ends waits for it; earlier
-/// ones are refused and retried later. An order is never cancelled early.
-const EARLY_EXPIRY_WAIT: Duration = Duration::from_secs(2);
 
 pub struct Reservations {
     pub db: Database,
@@ -205,12 +202,14 @@ impl Reservations {
         if order.status != CREATED {
             return Ok(());
         }
-        let early = (order.expires_at - Utc::now()).to_std().unwrap_or_default();
-        anyhow::ensure!(
-            early <= EARLY_EXPIRY_WAIT,
-            "expiry arrived {early:?} early; retrying later"
-        );
-        tokio::time::sleep(early).await;
+        // Never before the window ends: an early expiry (a clock ahead, a reservation
+        // extended meanwhile) comes back when due.
+        if order.expires_at > Utc::now() {
+            return Err(NotYet {
+                due: order.expires_at,
+            }
+            .into());
+        }
         self.cancel(order, REASON_EXPIRED).await?;
         Ok(())
     }

@@ -23,7 +23,8 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let common = &settings.common;
         let infra = Infra::connect(common).await?;
-        let outbox = Outbox::new(infra.mongo.clone(), infra.publisher.clone(), &[COLLECTION]);
+        let outbox = Outbox::new(infra.mongo.clone(), infra.publisher.clone(), &[COLLECTION])
+            .with_gauge(infra.metrics.bus.outbox_waiting.clone());
         let reservations = Arc::new(Reservations {
             db: infra.mongo.clone(),
             outbox: outbox.clone(),

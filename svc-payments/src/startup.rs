@@ -29,7 +29,8 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let common = &settings.common;
         let infra = Infra::connect(common).await?;
-        let outbox = Outbox::new(infra.mongo.clone(), infra.publisher.clone(), &[PAYMENTS]);
+        let outbox = Outbox::new(infra.mongo.clone(), infra.publisher.clone(), &[PAYMENTS])
+            .with_gauge(infra.metrics.bus.outbox_waiting.clone());
         let settlement = Arc::new(Settlement {
             db: infra.mongo.clone(),
             outbox: outbox.clone(),

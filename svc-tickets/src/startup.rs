@@ -40,7 +40,8 @@ impl Application {
     pub async fn build(settings: CommonSettings) -> anyhow::Result<Self> {
         let mut infra = Infra::connect(&settings).await?;
         infra.readiness.redis_marker = Some(lock_rebuild::marker(&infra.prefix));
-        let outbox = Outbox::new(infra.mongo.clone(), infra.publisher.clone(), &[COLLECTION]);
+        let outbox = Outbox::new(infra.mongo.clone(), infra.publisher.clone(), &[COLLECTION])
+            .with_gauge(infra.metrics.bus.outbox_waiting.clone());
         let state = Arc::new(State {
             db: infra.mongo.clone(),
             redis: infra.redis.clone(),

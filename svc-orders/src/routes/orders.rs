@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use lib_shared::{
-    auth::Authenticated, body::JsonBody, dependency_errors, error::ErrorBody, ids::parse_id,
-    types::Text,
+    auth::Authenticated, body::JsonBody, dependency_errors, detached::run_detached,
+    error::ErrorBody, ids::parse_id, types::Text,
 };
 use mongodb::bson::oid::ObjectId;
 use poem_openapi::{
@@ -165,9 +165,10 @@ impl OrdersApi {
     async fn create(&self, user: Authenticated, body: JsonBody<NewOrder>) -> Result<OrderResponse> {
         let ticket_id = parse_id(&body.0.ticket_id.0)
             .ok_or_else(|| bad_field("ticketId", "Malformed ticket id"))?;
-        let order = self
-            .reservations
-            .create(&user.0.id, ticket_id)
+        // Runs to its end even if the client goes: a lock taken is either stored with
+        // its order or released.
+        let (reservations, user_id) = (self.reservations.clone(), user.0.id.clone());
+        let order = run_detached(async move { reservations.create(&user_id, ticket_id).await })
             .await
             .map_err(create_error)?;
         Ok(OrderResponse::Created(Json(view(order))))
@@ -215,7 +216,10 @@ impl OrdersApi {
     #[oai(path = "/:id", method = "delete", operation_id = "cancelOrder")]
     async fn cancel(&self, user: Authenticated, id: Path<String>) -> Result<OrderResponse> {
         let order = self.own_order(&user, &id.0).await?;
-        match self.reservations.cancel(order, REASON_USER).await? {
+        let reservations = self.reservations.clone();
+        let cancelled =
+            run_detached(async move { reservations.cancel(order, REASON_USER).await }).await;
+        match cancelled? {
             Cancelled::Now(_) | Cancelled::Already(_) => Ok(OrderResponse::Cancelled),
             Cancelled::Paid => Err(OrderError::Conflict(ErrorBody::new(
                 "Order is already paid",

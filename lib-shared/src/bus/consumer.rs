@@ -1,0 +1,409 @@
+//! One consumer of a group: reads its streams, hands each entry to the handler, and
+//! settles it by what the handler's error means (see `failure`).
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use chrono::Utc;
+use futures::StreamExt;
+use redis::{
+    AsyncCommands, AsyncConnectionConfig, Value,
+    aio::MultiplexedConnection,
+    streams::{
+        StreamClaimOptions, StreamId, StreamPendingCountReply, StreamReadOptions, StreamReadReply,
+    },
+};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    ConsumerConfig, Handler,
+    failure::{Failure, classify},
+};
+use crate::{
+    error::DependencyError,
+    events::{DEAD_LETTER, Envelope, stream_key},
+    infra::Redis,
+};
+
+pub(super) const MIN_BACKOFF: Duration = Duration::from_millis(100);
+pub(super) const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+pub(super) struct Consumer<H> {
+    pub(super) client: redis::Client,
+    pub(super) redis: Redis,
+    pub(super) config: ConsumerConfig,
+    handler: Arc<H>,
+    pub(super) shutdown: CancellationToken,
+    /// Entries this consumer is waiting on (early, or their dependency down): another
+    /// read of them is not another delivery.
+    held: Mutex<HashSet<String>>,
+    /// Early entries come back here once due.
+    again: mpsc::UnboundedSender<(String, StreamId)>,
+}
+
+impl<H: Handler> Consumer<H> {
+    pub(super) fn new(
+        client: redis::Client,
+        redis: Redis,
+        config: ConsumerConfig,
+        handler: Arc<H>,
+        shutdown: CancellationToken,
+        again: mpsc::UnboundedSender<(String, StreamId)>,
+    ) -> Self {
+        Self {
+            client,
+            redis,
+            config,
+            handler,
+            shutdown,
+            held: Mutex::new(HashSet::new()),
+            again,
+        }
+    }
+
+    /// Handles early entries again once they are due.
+    pub(super) async fn run_again(
+        self: Arc<Self>,
+        mut due: mpsc::UnboundedReceiver<(String, StreamId)>,
+    ) {
+        loop {
+            tokio::select! {
+                next = due.recv() => match next {
+                    Some(entry) => {
+                        let this = self.clone();
+                        tokio::spawn(async move { this.process(vec![entry]).await });
+                    }
+                    None => return,
+                },
+                _ = self.shutdown.cancelled() => return,
+            }
+        }
+    }
+
+    pub(super) async fn run_reader(self: Arc<Self>) {
+        let mut backoff = MIN_BACKOFF;
+        let shutdown = self.shutdown.clone();
+        while !shutdown.is_cancelled() {
+            let session = self.read_session();
+            match tokio::select! { r = session => r, _ = shutdown.cancelled() => Ok(()) } {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::warn!(group = %self.config.group, error = %e, "event reader failed, reconnecting");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.cancelled() => return,
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+
+    /// One connection's life: create the groups, go once through this consumer's own
+    /// pending entries (from a restart), then read new ones until an error or shutdown.
+    async fn read_session(self: &Arc<Self>) -> anyhow::Result<()> {
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(self.config.block + Duration::from_secs(5)));
+        let mut conn = self
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
+        self.create_groups(&mut conn).await?;
+        let streams = self.config.streams();
+        // Each stream's cursor moves past what was read, so an entry that fails again is
+        // not read again at once: the reclaimer retries it after the idle timeout.
+        let mut cursors = vec!["0-0".to_string(); streams.len()];
+        loop {
+            let entries = self.read(&mut conn, &streams, &cursors, None).await?;
+            if entries.is_empty() {
+                break;
+            }
+            for (stream, entry) in &entries {
+                if let Some(i) = streams.iter().position(|s| s == stream) {
+                    cursors[i] = entry.id.clone();
+                }
+            }
+            self.process(entries).await;
+        }
+        let new = vec![">".to_string(); streams.len()];
+        while !self.shutdown.is_cancelled() {
+            let block = Some(self.config.block.as_millis() as usize);
+            let entries = self.read(&mut conn, &streams, &new, block).await?;
+            self.process(entries).await;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn create_groups(
+        &self,
+        conn: &mut MultiplexedConnection,
+    ) -> anyhow::Result<()> {
+        for stream in self.config.streams() {
+            // From the start of the stream: events published before this service first
+            // ran are still its to consume.
+            let created: redis::RedisResult<()> = conn
+                .xgroup_create_mkstream(&stream, &self.config.group, "0")
+                .await;
+            match created {
+                Ok(()) => {}
+                Err(e) if e.code() == Some("BUSYGROUP") => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    async fn read(
+        &self,
+        conn: &mut MultiplexedConnection,
+        streams: &[String],
+        ids: &[String],
+        block: Option<usize>,
+    ) -> anyhow::Result<Vec<(String, StreamId)>> {
+        let mut options = StreamReadOptions::default()
+            .group(&self.config.group, &self.config.consumer)
+            .count(self.config.batch);
+        if let Some(ms) = block {
+            options = options.block(ms);
+        }
+        let reply: Option<StreamReadReply> = match conn.xread_options(streams, ids, &options).await
+        {
+            Ok(reply) => reply,
+            // Redis lost the groups (restart without persistence): make them again.
+            Err(e) if e.code() == Some("NOGROUP") => {
+                self.create_groups(conn).await?;
+                None
+            }
+            Err(e) => return Err(e.into()),
+        };
+        Ok(reply
+            .map(|r| {
+                r.keys
+                    .into_iter()
+                    .flat_map(|k| {
+                        let key = k.key;
+                        k.ids.into_iter().map(move |id| (key.clone(), id))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    pub(super) async fn process(self: &Arc<Self>, entries: Vec<(String, StreamId)>) {
+        futures::stream::iter(entries)
+            .for_each_concurrent(self.config.concurrency.max(1), |(stream, entry)| async move {
+                if let Err(e) = self.process_one(&stream, entry).await {
+                    tracing::warn!(error = %e, "could not settle an event entry; it stays pending");
+                }
+            })
+            .await;
+    }
+
+    async fn process_one(
+        self: &Arc<Self>,
+        stream: &str,
+        entry: StreamId,
+    ) -> Result<(), DependencyError> {
+        let event = match envelope(&entry.map) {
+            // An entry whose own fields are empty was deleted meanwhile: nothing to do.
+            Err(_) if entry.map.is_empty() => return self.ack(stream, &entry.id).await,
+            Err(e) => {
+                tracing::error!(stream, entry = %entry.id, error = %format!("{e:#}"), "malformed event dead-lettered");
+                self.dead_letter(stream, &entry, None, &e, 1).await?;
+                return self.ack(stream, &entry.id).await;
+            }
+            Ok(event) => event,
+        };
+        // Entry ids are unique per stream only.
+        let key = format!("{stream} {}", entry.id);
+        if !self.held.lock().expect("held set").insert(key.clone()) {
+            return Ok(()); // already being handled by this consumer
+        }
+        let result = self.handle_until_settled(stream, &entry, &event).await;
+        match result {
+            Ok(Some(wait)) => {
+                // Early: waited for apart from the batch, so the reader goes on.
+                let (this, stream) = (self.clone(), stream.to_string());
+                tokio::spawn(async move {
+                    let kept = this.wait_holding(&stream, &entry.id, wait).await;
+                    this.held.lock().expect("held set").remove(&key);
+                    if kept {
+                        let _ = this.again.send((stream, entry));
+                    }
+                });
+                Ok(())
+            }
+            other => {
+                self.held.lock().expect("held set").remove(&key);
+                other.map(|_| ())
+            }
+        }
+    }
+
+    /// Handles the event, waiting out a dependency that is down, so that uses up no
+    /// delivery; `Some(wait)` for an event that is early.
+    async fn handle_until_settled(
+        &self,
+        stream: &str,
+        entry: &StreamId,
+        event: &Envelope,
+    ) -> Result<Option<Duration>, DependencyError> {
+        let mut backoff = MIN_BACKOFF.min(self.config.max_backoff);
+        let mut failures = 0u32;
+        loop {
+            let error = match self.handler.handle(event).await {
+                Ok(()) => return self.ack(stream, &entry.id).await.map(|()| None),
+                Err(e) => e,
+            };
+            match classify(&error) {
+                Failure::Rejected => {
+                    return self
+                        .reject(stream, entry, event, &error)
+                        .await
+                        .map(|()| None);
+                }
+                Failure::Later(due) => {
+                    return Ok(Some((due - Utc::now()).to_std().unwrap_or_default()));
+                }
+                Failure::Dependency => {
+                    failures += 1;
+                    if failures == 1 || failures.is_power_of_two() {
+                        tracing::warn!(stream, entry = %entry.id, failures, error = %format!("{error:#}"), "a dependency is down; the event waits for it");
+                    }
+                }
+            }
+            if !self.wait_holding(stream, &entry.id, backoff).await {
+                return Ok(None); // shutting down: it stays pending for whoever comes next
+            }
+            backoff = (backoff * 2).min(self.config.max_backoff);
+        }
+    }
+
+    /// Sleeps while keeping the entry ours: its idle time is reset now and then, so the
+    /// reclaimer of another consumer does not take it (and count a delivery). False on
+    /// shutdown.
+    async fn wait_holding(&self, stream: &str, id: &str, wait: Duration) -> bool {
+        let deadline = Instant::now() + wait;
+        let touch_every = (self.config.claim_idle / 3).max(Duration::from_millis(10));
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return true;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(left.min(touch_every)) => {}
+                _ = self.shutdown.cancelled() => return false,
+            }
+            self.touch(stream, id).await;
+        }
+    }
+
+    /// `XCLAIM … JUSTID` to ourselves: resets the idle time, counts no delivery.
+    async fn touch(&self, stream: &str, id: &str) {
+        let mut conn = self.redis.clone();
+        let options = StreamClaimOptions::default().with_justid();
+        let touched: redis::RedisResult<Value> = conn
+            .xclaim_options(
+                stream,
+                &self.config.group,
+                &self.config.consumer,
+                0,
+                &[id],
+                options,
+            )
+            .await;
+        if let Err(e) = touched {
+            tracing::debug!(stream, id, error = %e, "could not keep a waiting entry");
+        }
+    }
+
+    async fn reject(
+        &self,
+        stream: &str,
+        entry: &StreamId,
+        event: &Envelope,
+        error: &anyhow::Error,
+    ) -> Result<(), DependencyError> {
+        let deliveries = self.deliveries(stream, &entry.id).await?;
+        if deliveries < self.config.max_deliveries {
+            tracing::warn!(stream, entry = %entry.id, deliveries, error = %format!("{error:#}"), "event rejected; will retry");
+            return Ok(());
+        }
+        tracing::error!(stream, entry = %entry.id, deliveries, error = %format!("{error:#}"), "event dead-lettered");
+        self.dead_letter(stream, entry, Some(event), error, deliveries)
+            .await?;
+        self.ack(stream, &entry.id).await
+    }
+
+    async fn ack(&self, stream: &str, id: &str) -> Result<(), DependencyError> {
+        let mut conn = self.redis.clone();
+        let _: i64 = conn.xack(stream, &self.config.group, &[id]).await?;
+        Ok(())
+    }
+
+    async fn deliveries(&self, stream: &str, id: &str) -> Result<usize, DependencyError> {
+        let mut conn = self.redis.clone();
+        let reply: StreamPendingCountReply = conn
+            .xpending_count(stream, &self.config.group, id, id, 1)
+            .await?;
+        Ok(reply.ids.first().map_or(1, |p| p.times_delivered))
+    }
+
+    async fn dead_letter(
+        &self,
+        stream: &str,
+        entry: &StreamId,
+        event: Option<&Envelope>,
+        error: &anyhow::Error,
+        deliveries: usize,
+    ) -> Result<(), DependencyError> {
+        let error = format!("{error:#}");
+        let deliveries = deliveries.to_string();
+        let mut fields = vec![
+            ("stream", stream),
+            ("entryId", entry.id.as_str()),
+            ("group", self.config.group.as_str()),
+            ("error", error.as_str()),
+            ("deliveries", deliveries.as_str()),
+        ];
+        if let Some(e) = event {
+            fields.extend([
+                ("id", e.id.as_str()),
+                ("type", e.kind.as_str()),
+                ("occurredAt", e.occurred_at.as_str()),
+                ("data", e.data.as_str()),
+            ]);
+        }
+        let mut conn = self.redis.clone();
+        let _: String = conn
+            .xadd(stream_key(&self.config.prefix, DEAD_LETTER), "*", &fields)
+            .await?;
+        if let Some(metrics) = &self.config.metrics {
+            metrics
+                .dead_lettered
+                .with_label_values(&[stream, self.config.group.as_str()])
+                .inc();
+        }
+        Ok(())
+    }
+}
+
+fn envelope(map: &HashMap<String, Value>) -> anyhow::Result<Envelope> {
+    let field = |name: &str| -> anyhow::Result<String> {
+        match map.get(name) {
+            Some(v) => Ok(redis::from_redis_value_ref::<String>(v)?),
+            None => anyhow::bail!("entry has no `{name}` field"),
+        }
+    };
+    Ok(Envelope {
+        id: field("id")?,
+        kind: field("type")?,
+        occurred_at: field("occurredAt")?,
+        data: field("data")?,
+    })
+}
