@@ -9,23 +9,93 @@ mod target;
 
 use std::{collections::BTreeMap, time::Instant};
 
+use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
 use crate::{stats::Figure, target::Target};
 
-pub const USAGE: &str = "usage: bench <flash-sale|browse|expiry|journey|baseline|all> \
-[--tickets N] [--buyers M] [--attempts A] [--orders K] [--requests R] [--concurrency C] [--journeys J] [--out FILE]";
-
-#[derive(Debug, Clone)]
+/// Options of the load scenarios.
+#[derive(Debug, Clone, Args)]
 pub struct Options {
+    /// Tickets listed for the flash sale.
+    #[arg(long, default_value_t = 100)]
     pub tickets: usize,
+    /// Signed-in buyers in the flash sale.
+    #[arg(long, default_value_t = 2000)]
     pub buyers: usize,
+    /// Tickets each buyer tries before giving up.
+    #[arg(long, default_value_t = 5, value_parser = at_least_one)]
     pub attempts: usize,
+    /// Orders left to expire.
+    #[arg(long, default_value_t = 1000)]
     pub orders: usize,
+    /// Reads in the browse scenario.
+    #[arg(long, default_value_t = 20_000)]
     pub requests: usize,
+    /// Concurrent readers in the browse scenario.
+    #[arg(long, default_value_t = 64)]
     pub concurrency: usize,
+    /// Whole journeys (sign up, list, order, pay).
+    #[arg(long, default_value_t = 50)]
     pub journeys: usize,
+    /// Where the figures are written, as JSON.
+    #[arg(long, default_value = "bench-results.json")]
     pub out: String,
+}
+
+/// Options of the chaos run.
+#[derive(Debug, Clone, Args)]
+pub struct ChaosArgs {
+    /// Seconds of load and faults.
+    #[arg(long, default_value_t = 600)]
+    pub duration: u64,
+    /// Seed of every random choice; printed, so a run can be replayed.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Mean milliseconds between faults.
+    #[arg(long, default_value_t = 4000)]
+    pub fault_every_ms: u64,
+    /// Reservation window of the services, in seconds.
+    #[arg(long, default_value_t = 10)]
+    pub order_ttl: u64,
+    /// Concurrent buyers and sellers.
+    #[arg(long, default_value_t = 6)]
+    pub workers: usize,
+    /// Longest wait, in seconds, for every invariant to hold once the faults stop.
+    #[arg(long, default_value_t = 120)]
+    pub settle: u64,
+    /// Where the `svc-*` binaries are (default: beside this one).
+    #[arg(long)]
+    pub bin_dir: Option<std::path::PathBuf>,
+    /// Where the report is written, as JSON.
+    #[arg(long, default_value = "chaos-results.json")]
+    pub out: String,
+}
+
+#[derive(Subcommand)]
+enum Scenario {
+    /// `--tickets` listed, `--buyers` signed-in buyers order at once.
+    FlashSale(Options),
+    /// List and detail reads.
+    Browse(Options),
+    /// Orders left to lapse: expiresAt to cancelled and to ticket available.
+    Expiry(Options),
+    /// Sign up, list, order, pay, complete visible.
+    Journey(Options),
+    /// The machine's ceilings: `SET NX PX` and a hello-world route.
+    Baseline(Options),
+    /// Every load scenario above, in turn.
+    All(Options),
+    /// The services under random faults, then every invariant checked over all data.
+    Chaos(ChaosArgs),
+}
+
+/// Load scenarios against a running system (`./dev up`), and the chaos run.
+#[derive(Parser)]
+#[command(name = "bench")]
+struct Cli {
+    #[command(subcommand)]
+    scenario: Scenario,
 }
 
 /// What one scenario found.
@@ -48,12 +118,16 @@ struct Report {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let Some(scenario) = args.first().cloned() else {
-        eprintln!("{USAGE}");
-        std::process::exit(2);
+    let (scenario, options) = match Cli::parse().scenario {
+        Scenario::Chaos(args) => return chaos(args).await,
+        Scenario::FlashSale(o) => ("flash-sale", o),
+        Scenario::Browse(o) => ("browse", o),
+        Scenario::Expiry(o) => ("expiry", o),
+        Scenario::Journey(o) => ("journey", o),
+        Scenario::Baseline(o) => ("baseline", o),
+        Scenario::All(o) => ("all", o),
     };
-    let options = parse_options(&args[1..])?;
+    let scenario = scenario.to_string();
     let target = Target::from_env()?;
     let started = Instant::now();
     let started_at = chrono::Utc::now().to_rfc3339();
@@ -70,11 +144,7 @@ async fn main() -> anyhow::Result<()> {
             "browse" => scenarios::browse(&target, &options).await?,
             "expiry" => scenarios::expiry(&target, &options).await?,
             "journey" => scenarios::journey(&target, &options).await?,
-            "baseline" => scenarios::baseline(&target, &options).await?,
-            other => {
-                eprintln!("unknown scenario {other}\n{USAGE}");
-                std::process::exit(2);
-            }
+            _ => scenarios::baseline(&target, &options).await?,
         };
         print_table(name, &outcome);
         results.insert(name.to_string(), outcome);
@@ -111,40 +181,42 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn parse_options(args: &[String]) -> anyhow::Result<Options> {
-    let mut o = Options {
-        tickets: 100,
-        buyers: 2000,
-        attempts: 5,
-        orders: 1000,
-        requests: 20_000,
-        concurrency: 64,
-        journeys: 50,
-        out: "bench-results.json".into(),
-    };
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let value = it
-            .next()
-            .ok_or_else(|| anyhow::anyhow!("{flag} needs a value\n{USAGE}"))?;
-        let number = || {
-            value
-                .parse::<usize>()
-                .map_err(|_| anyhow::anyhow!("{flag} needs a number"))
-        };
-        match flag.as_str() {
-            "--tickets" => o.tickets = number()?,
-            "--buyers" => o.buyers = number()?,
-            "--attempts" => o.attempts = number()?.max(1),
-            "--orders" => o.orders = number()?,
-            "--requests" => o.requests = number()?,
-            "--concurrency" => o.concurrency = number()?,
-            "--journeys" => o.journeys = number()?,
-            "--out" => o.out = value.clone(),
-            other => anyhow::bail!("unknown option {other}\n{USAGE}"),
-        }
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err("a whole number of at least 1".into()),
     }
-    Ok(o)
+}
+
+async fn chaos(args: ChaosArgs) -> anyhow::Result<()> {
+    let seed = args
+        .seed
+        .unwrap_or_else(|| chrono::Utc::now().timestamp_micros() as u64);
+    println!("chaos: seed {seed} (--seed {seed} replays this run)");
+    let bin_dir = match args.bin_dir {
+        Some(dir) => dir,
+        None => std::env::current_exe()?
+            .parent()
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_default(),
+    };
+    let report = bench::chaos::run(bench::chaos::Options {
+        duration: std::time::Duration::from_secs(args.duration),
+        seed,
+        fault_every: std::time::Duration::from_millis(args.fault_every_ms),
+        bin_dir,
+        order_ttl_seconds: args.order_ttl,
+        workers: args.workers,
+        settle: std::time::Duration::from_secs(args.settle),
+    })
+    .await?;
+    report.print();
+    std::fs::write(&args.out, serde_json::to_string_pretty(&report)?)?;
+    println!("\nreport written to {}", args.out);
+    if report.violations() > 0 {
+        std::process::exit(1);
+    }
+    Ok(())
 }
 
 fn print_table(name: &str, outcome: &Outcome) {
