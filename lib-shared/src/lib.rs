@@ -7,6 +7,7 @@ pub mod body_limit;
 pub mod bus;
 pub mod clock;
 pub mod config;
+pub mod dead_letters;
 pub mod detached;
 pub mod error;
 pub mod events;

@@ -284,3 +284,66 @@ async fn a_dead_letter_is_counted_and_a_departed_consumer_is_forgotten() {
     .await;
     stop.cancel();
 }
+
+/// Rejects while `refusing` holds; counts what it handled.
+struct Switch {
+    refusing: Arc<std::sync::atomic::AtomicBool>,
+    handled: Arc<Mutex<Vec<String>>>,
+}
+
+impl Handler for Switch {
+    async fn handle(&self, event: &Envelope) -> anyhow::Result<()> {
+        let e: ExpirationComplete = event.decode()?;
+        anyhow::ensure!(!self.refusing.load(Ordering::SeqCst), "refused until fixed");
+        self.handled.lock().unwrap().push(e.order_id);
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_dead_letter_replayed_after_the_fix_is_handled_and_leaves_the_dead_letters() {
+    use lib_shared::dead_letters::{self, Outcome};
+    let bus = Bus::new();
+    let refusing = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let handled = Arc::new(Mutex::new(Vec::new()));
+    let stop = bus.start(
+        bus.config("a"),
+        Switch {
+            refusing: refusing.clone(),
+            handled: handled.clone(),
+        },
+    );
+    bus.publish("refused").await;
+    bus.publish("also-refused").await;
+    testing::eventually("dead-lettered", 20, async || {
+        bus.len("dead-letter").await == 2
+    })
+    .await;
+    let prefix = &bus.settings.redis_prefix;
+    let letters = dead_letters::list(&bus.redis, prefix, 10).await.unwrap();
+    assert_eq!(letters.len(), 2);
+    assert_eq!(letters[0].group, "svc");
+    assert!(letters[0].error.contains("refused until fixed"));
+    assert_eq!(letters[0].event.as_ref().unwrap()[1], "expiration:complete");
+
+    refusing.store(false, Ordering::SeqCst);
+    let outcome = dead_letters::replay(&bus.redis, prefix, &[letters[0].entry_id.clone()])
+        .await
+        .unwrap();
+    assert!(matches!(outcome[0].1, Outcome::Replayed(_)), "{outcome:?}");
+    testing::eventually("handled after replay", 10, async || {
+        handled.lock().unwrap().as_slice() == ["refused"]
+    })
+    .await;
+    let dropped = dead_letters::drop(
+        &bus.redis,
+        prefix,
+        &[letters[1].entry_id.clone(), "0-1".into()],
+    )
+    .await
+    .unwrap();
+    assert_eq!(dropped[0].1, Outcome::Dropped);
+    assert_eq!(dropped[1].1, Outcome::NotFound);
+    assert_eq!(bus.len("dead-letter").await, 0);
+    stop.cancel();
+}
