@@ -200,7 +200,7 @@ async fn chaos(args: ChaosArgs) -> anyhow::Result<()> {
             .map(std::path::Path::to_path_buf)
             .unwrap_or_default(),
     };
-    let report = bench::chaos::run(bench::chaos::Options {
+    let run = bench::chaos::run(bench::chaos::Options {
         duration: std::time::Duration::from_secs(args.duration),
         seed,
         fault_every: std::time::Duration::from_millis(args.fault_every_ms),
@@ -208,8 +208,16 @@ async fn chaos(args: ChaosArgs) -> anyhow::Result<()> {
         order_ttl_seconds: args.order_ttl,
         workers: args.workers,
         settle: std::time::Duration::from_secs(args.settle),
-    })
-    .await?;
+    });
+    // Ctrl-C drops the run, and with it every process it started.
+    let finished = tokio::select! {
+        report = run => Some(report?),
+        _ = tokio::signal::ctrl_c() => None,
+    };
+    let Some(report) = finished else {
+        eprintln!("chaos: interrupted; servers and services stopped");
+        std::process::exit(130);
+    };
     report.print();
     std::fs::write(&args.out, serde_json::to_string_pretty(&report)?)?;
     println!("\nreport written to {}", args.out);

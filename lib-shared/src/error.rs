@@ -108,6 +108,21 @@ pub fn is_duplicate_key(err: &mongodb::error::Error) -> bool {
     }
 }
 
+/// Whether the document with this `_id` exists. After an insert failed on a unique index,
+/// true means the driver retried an insert whose first try had landed (the connection
+/// dropped before the answer): the write is done, not refused.
+pub async fn landed_before(
+    db: &mongodb::Database,
+    collection: &str,
+    id: mongodb::bson::oid::ObjectId,
+) -> Result<bool, DependencyError> {
+    Ok(db
+        .collection::<mongodb::bson::Document>(collection)
+        .find_one(mongodb::bson::doc! { "_id": id })
+        .await?
+        .is_some())
+}
+
 /// Turns every error that reaches the edge (poem's own parse errors, unknown routes, a
 /// refused token) into the JSON error body, so no client ever sees plain text.
 pub struct JsonErrors;

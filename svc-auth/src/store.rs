@@ -1,7 +1,7 @@
 //! Users in MongoDB: `{_id, email, passwordHash, createdAt}` with a unique index on email.
 
 use chrono::{DateTime, Utc};
-use lib_shared::error::{DependencyError, is_duplicate_key};
+use lib_shared::error::{DependencyError, is_duplicate_key, landed_before};
 use mongodb::{
     Collection, Database, IndexModel,
     bson::{doc, oid::ObjectId},
@@ -54,7 +54,11 @@ pub async fn ensure_indexes(db: &Database) -> Result<(), DependencyError> {
 pub async fn insert_user(db: &Database, user: &UserRecord) -> Result<(), InsertError> {
     match users(db).insert_one(user).await {
         Ok(_) => Ok(()),
-        Err(e) if is_duplicate_key(&e) => Err(InsertError::EmailTaken),
+        Err(e) if is_duplicate_key(&e) => match landed_before(db, "users", user.id).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(InsertError::EmailTaken),
+            Err(e) => Err(InsertError::Dependency(e)),
+        },
         Err(e) => Err(InsertError::Dependency(e.into())),
     }
 }

@@ -107,6 +107,9 @@ impl Webhooks {
         if event.kind == "charge.refunded" {
             if attempt.status == REFUNDING {
                 settlement.refund(&attempt, Path::Webhook).await?;
+            } else {
+                // Refunded at Stripe by someone else (the dashboard): worth a look.
+                tracing::warn!(payment_id = %attempt.id, status = %attempt.status, "charge refunded outside the payment's own refund");
             }
             return Ok(());
         }

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use lib_shared::{
-    error::DependencyError,
+    error::{DependencyError, is_duplicate_key, landed_before},
     events::{Envelope, TicketCreated, TicketUpdated},
     money::Price,
     outbox::{self, Outbox},
@@ -100,9 +100,15 @@ pub async fn insert(
         outbox::FIELD,
         vec![bson::to_bson(&event).expect("event to BSON")],
     );
-    db.collection::<Document>(COLLECTION)
+    match db
+        .collection::<Document>(COLLECTION)
         .insert_one(document)
-        .await?;
+        .await
+    {
+        Ok(_) => {}
+        Err(e) if is_duplicate_key(&e) && landed_before(db, COLLECTION, ticket.id).await? => {}
+        Err(e) => return Err(e.into()),
+    }
     outbox.flush(COLLECTION, ticket.id, &[event]).await;
     Ok(())
 }

@@ -149,13 +149,25 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
     };
+    let operations = load.counts();
+    // Faults may answer 503; a 500 is a defect whatever happened.
+    let no_500 = Check {
+        name: "no request answered 500",
+        checked: operations.values().sum(),
+        violations: operations
+            .iter()
+            .filter(|(op, _)| op.ends_with(" 500"))
+            .map(|(op, n)| format!("{n} × {op}"))
+            .collect(),
+    };
     Ok(Report {
         seed: options.seed,
         seconds: started.elapsed().as_secs_f64(),
         faults,
-        operations: load.counts(),
+        operations,
         invariants: checks
             .into_iter()
+            .chain([no_500])
             .map(|c| (c.name.to_string(), c.checked, c.violations))
             .collect(),
         settled_after_seconds: quiet.elapsed().as_secs_f64(),

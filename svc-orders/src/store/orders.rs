@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use lib_shared::{
-    error::{DependencyError, is_duplicate_key},
+    error::{DependencyError, is_duplicate_key, landed_before},
     events::Envelope,
     outbox::{self, Outbox},
 };
@@ -113,7 +113,11 @@ pub async fn insert(
         .await
     {
         Ok(_) => {}
-        Err(e) if is_duplicate_key(&e) => return Err(InsertError::TicketTaken),
+        Err(e) if is_duplicate_key(&e) => {
+            if !landed_before(db, COLLECTION, order.id).await? {
+                return Err(InsertError::TicketTaken);
+            }
+        }
         Err(e) => return Err(InsertError::Dependency(e.into())),
     }
     outbox.flush(COLLECTION, order.id, &[event]).await;

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use lib_shared::{
-    error::{DependencyError, is_duplicate_key},
+    error::{DependencyError, is_duplicate_key, landed_before},
     events::Envelope,
     outbox::{self, Outbox},
 };
@@ -129,7 +129,7 @@ pub async fn ensure_indexes(db: &Database) -> Result<(), DependencyError> {
 pub async fn open(db: &Database, attempt: &PaymentRecord) -> Result<bool, DependencyError> {
     match payments(db).insert_one(attempt).await {
         Ok(_) => Ok(true),
-        Err(e) if is_duplicate_key(&e) => Ok(false),
+        Err(e) if is_duplicate_key(&e) => Ok(landed_before(db, PAYMENTS, attempt.id).await?),
         Err(e) => Err(e.into()),
     }
 }

@@ -251,6 +251,13 @@ impl Rig {
     }
 }
 
+impl Drop for Rig {
+    fn drop(&mut self) {
+        // A failed run must not leave the payments process behind.
+        self.kill_payments();
+    }
+}
+
 async fn run(point: Point) {
     let seed = std::env::var("CRASH_SEED")
         .ok()
