@@ -286,3 +286,86 @@ fn checked(intent_id: &str) -> Result<&str, StripeFailure> {
         )))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use stripe::RequestError;
+
+    use super::*;
+
+    fn stripe_error(http_status: u16, error_type: ErrorType, message: &str) -> StripeError {
+        StripeError::Stripe(RequestError {
+            http_status,
+            error_type,
+            message: Some(message.into()),
+            code: None,
+            decline_code: None,
+            charge: None,
+        })
+    }
+
+    #[test]
+    fn only_card_errors_are_declines_and_the_rest_is_retried_or_refused() {
+        let cases = [
+            (
+                stripe_error(402, ErrorType::Card, "Your card was declined."),
+                "declined",
+                "card error",
+            ),
+            (
+                stripe_error(402, ErrorType::InvalidRequest, "Your card was declined."),
+                "declined",
+                "402 of another type",
+            ),
+            (
+                stripe_error(
+                    400,
+                    ErrorType::IdempotencyError,
+                    "Keys for idempotent requests",
+                ),
+                "unavailable",
+                "idempotency conflict",
+            ),
+            (
+                stripe_error(409, ErrorType::InvalidRequest, "in use by another request"),
+                "unavailable",
+                "concurrent use of a key",
+            ),
+            (
+                stripe_error(429, ErrorType::RateLimit, "Too many requests"),
+                "unavailable",
+                "rate limited",
+            ),
+            (
+                stripe_error(500, ErrorType::Api, "Something went wrong"),
+                "unavailable",
+                "Stripe's own failure",
+            ),
+            (StripeError::Timeout, "unavailable", "timed out"),
+            (
+                StripeError::ClientError("connection refused".into()),
+                "unavailable",
+                "unreachable",
+            ),
+            (
+                stripe_error(404, ErrorType::InvalidRequest, "No such PaymentMethod"),
+                "invalid",
+                "unknown method",
+            ),
+            (
+                stripe_error(401, ErrorType::Authentication, "Invalid API Key"),
+                "unexpected",
+                "our key refused",
+            ),
+        ];
+        for (error, want, case) in cases {
+            let got = match classify(error) {
+                StripeFailure::Declined(_) => "declined",
+                StripeFailure::Invalid(_) => "invalid",
+                StripeFailure::Unavailable(_) => "unavailable",
+                StripeFailure::Unexpected(_) => "unexpected",
+            };
+            assert_eq!(got, want, "case: {case}");
+        }
+    }
+}
