@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod money;
 pub mod ops;
 pub mod outbox;
+pub mod request_id;
 pub mod startup;
 pub mod telemetry;
 pub mod types;

@@ -26,6 +26,7 @@ use crate::{
     locks::Locks,
     metrics::{Metrics, TrackRequests},
     ops::{OpsApi, Readiness},
+    request_id::RequestId,
 };
 
 /// Largest request body any service accepts.
@@ -107,6 +108,7 @@ where
         .with(Tracing)
         .data(infra.verifier.clone())
         .with(InFlight::new(MAX_IN_FLIGHT))
+        .with(RequestId)
         .boxed()
 }
 
