@@ -122,7 +122,12 @@ pub enum OrderResponse {
     Ok(Json<Order>),
     /// The ticket is held for you until `expiresAt`.
     #[oai(status = 201)]
-    Created(Json<Order>),
+    Created(
+        Json<Order>,
+        /// Where the new order can be read.
+        #[oai(header = "Location")]
+        String,
+    ),
     /// Cancelled (or already was).
     #[oai(status = 204)]
     Cancelled,
@@ -171,7 +176,8 @@ impl OrdersApi {
         let order = run_detached(async move { reservations.create(&user_id, ticket_id).await })
             .await
             .map_err(create_error)?;
-        Ok(OrderResponse::Created(Json(view(order))))
+        let location = format!("/api/orders/{}", order.id.to_hex());
+        Ok(OrderResponse::Created(Json(view(order)), location))
     }
 
     /// Your orders, newest first, with ticket details and timestamps.

@@ -18,7 +18,12 @@ async fn ordering_a_ticket_locks_it_and_publishes_order_created() {
     let resp = app.order(&buyer, &ticket).await;
 
     assert_eq!(resp.status(), StatusCode::CREATED);
+    let location = resp.headers()["location"].to_str().unwrap().to_string();
     let order: Value = resp.json().await.unwrap();
+    assert_eq!(
+        location,
+        format!("/api/orders/{}", order["id"].as_str().unwrap())
+    );
     assert_eq!(order["status"], "created");
     assert_eq!(order["userId"], buyer.id);
     assert_eq!(

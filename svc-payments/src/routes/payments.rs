@@ -70,6 +70,16 @@ pub struct Payment {
     pub created_at: DateTime<Utc>,
 }
 
+/// One page of payments.
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+pub struct PaymentPage {
+    /// The payments on this page, newest first.
+    pub items: Vec<Payment>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
 /// What to pay and how: one of `paymentMethod` or `token`.
 #[derive(Object)]
 #[oai(rename_all = "camelCase")]
@@ -204,7 +214,12 @@ impl PaymentsApi {
         /// Only payments for this order.
         #[oai(name = "orderId")]
         order_id: Query<Option<String>>,
-    ) -> Result<Json<Vec<Payment>>> {
+        /// Page size, 1 to 100 (default 20).
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
+        limit: Query<Option<u32>>,
+        /// `nextCursor` of the previous page.
+        cursor: Query<Option<String>>,
+    ) -> Result<Json<PaymentPage>> {
         let order = order_id
             .0
             .map(|o| {
@@ -213,8 +228,21 @@ impl PaymentsApi {
                     .ok_or_else(|| bad_field("orderId", "Malformed order id"))
             })
             .transpose()?;
-        let found = attempts::list(&self.checkout.db, &user.0.id, order.as_deref()).await?;
-        Ok(Json(found.into_iter().map(view).collect()))
+        let before = cursor
+            .0
+            .map(|c| parse_id(&c).ok_or_else(|| bad_field("cursor", "Malformed cursor")))
+            .transpose()?;
+        let limit = limit.0.unwrap_or(20);
+        let db = &self.checkout.db;
+        let mut found = attempts::list(db, &user.0.id, order.as_deref(), before, limit).await?;
+        let next_cursor = (found.len() > limit as usize).then(|| {
+            found.truncate(limit as usize);
+            found.last().map(|p| p.id.to_hex())
+        });
+        Ok(Json(PaymentPage {
+            items: found.into_iter().map(view).collect(),
+            next_cursor: next_cursor.flatten(),
+        }))
     }
 }
 

@@ -283,19 +283,26 @@ pub async fn succeeded_for(
         .await?)
 }
 
+/// The user's payments, newest first, before `before` if given: up to `limit` + 1, so
+/// the caller can tell whether a next page exists.
 pub async fn list(
     db: &Database,
     user_id: &str,
     order_id: Option<&str>,
+    before: Option<ObjectId>,
+    limit: u32,
 ) -> Result<Vec<PaymentRecord>, DependencyError> {
     let mut filter = doc! { "userId": user_id };
     if let Some(order) = order_id {
         filter.insert("orderId", order);
     }
+    if let Some(before) = before {
+        filter.insert("_id", doc! { "$lt": before });
+    }
     let cursor = payments(db)
         .find(filter)
         .sort(doc! { "_id": -1 })
-        .limit(100)
+        .limit(i64::from(limit) + 1)
         .await?;
     Ok(cursor.try_collect().await?)
 }

@@ -125,7 +125,8 @@ pub async fn spawn_with(options: Options) -> System {
             stripe_secret_key: lib_shared::config::Secret("sk_test_local".into()),
             stripe_api_base: options.stripe.clone(),
             stripe_webhook_secret: options.webhook_secret.map(lib_shared::config::Secret),
-            stripe_timeout: Duration::from_secs(2),
+            // Generous: the shared localstripe is busy while every test runs.
+            stripe_timeout: Duration::from_secs(5),
             timing: options.timing,
         })
         .await
@@ -279,7 +280,11 @@ impl System {
             .await
             .unwrap();
         assert_eq!(resp.status(), StatusCode::OK);
-        resp.json().await.unwrap()
+        let page: Value = resp.json().await.unwrap();
+        page["items"]
+            .as_array()
+            .expect("a page of payments")
+            .clone()
     }
 }
 

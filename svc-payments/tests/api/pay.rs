@@ -354,3 +354,57 @@ async fn an_idempotency_key_is_held_by_a_lease_and_expires_after_a_day() {
     );
     assert_eq!(intents_for(&order).await.len(), 3);
 }
+
+#[tokio::test]
+async fn payments_are_listed_in_pages_newest_first() {
+    let system = spawn_system(Duration::from_secs(60), false).await;
+    let buyer = new_user();
+    let (_, order) = system.open_order(&buyer, 10.0).await;
+    for _ in 0..3 {
+        let resp = system
+            .pay(&buyer, &order, "pm_card_chargeCustomerFail")
+            .await;
+        assert_eq!(resp.status(), StatusCode::PAYMENT_REQUIRED);
+    }
+    let paid: Value = system
+        .pay(&buyer, &order, "pm_card_visa")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let page = |query: String| {
+        let (client, url, token) = (
+            system.client.clone(),
+            system.payments.clone(),
+            buyer.token.clone(),
+        );
+        async move {
+            client
+                .get(format!("{url}?{query}"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let first: Value = page(format!("orderId={order}&limit=3"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let items = first["items"].as_array().unwrap();
+    assert_eq!(items.len(), 3);
+    assert_eq!(items[0]["id"], paid["id"], "newest first");
+    assert_eq!(items[1]["status"], "failed");
+    let cursor = first["nextCursor"].as_str().unwrap();
+    let second: Value = page(format!("orderId={order}&limit=3&cursor={cursor}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(second["items"].as_array().unwrap().len(), 1);
+    assert_eq!(second["nextCursor"], Value::Null);
+    let errors = assert_error(page("cursor=nope".into()).await, StatusCode::BAD_REQUEST).await;
+    assert_eq!(errors[0]["field"], "cursor");
+    assert_error(page("limit=0".into()).await, StatusCode::BAD_REQUEST).await;
+}

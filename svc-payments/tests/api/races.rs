@@ -18,34 +18,47 @@ async fn twenty_concurrent_payments_for_one_order_charge_once() {
         futures::future::join_all((0..20).map(|_| system.pay_with(&buyer, &body, None))).await;
 
     let statuses: Vec<StatusCode> = responses.iter().map(|r| r.status()).collect();
-    assert_eq!(
-        statuses
+    let created = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::CREATED)
+        .count();
+    assert!(created <= 1, "{statuses:?}");
+    // In flight (202), already paid (409), or Stripe too slow for the one attempt (503).
+    let allowed = [
+        StatusCode::CREATED,
+        StatusCode::ACCEPTED,
+        StatusCode::CONFLICT,
+        StatusCode::SERVICE_UNAVAILABLE,
+    ];
+    assert!(statuses.iter().all(|s| allowed.contains(s)), "{statuses:?}");
+    let mut stored = Vec::new();
+    testing::eventually("every attempt ended", 30, async || {
+        stored = system.payments_of(&buyer, &order).await;
+        stored
             .iter()
-            .filter(|s| **s == StatusCode::CREATED)
-            .count(),
-        1,
-        "{statuses:?}"
-    );
-    assert!(
-        statuses.iter().all(|s| [
-            StatusCode::CREATED,
-            StatusCode::ACCEPTED,
-            StatusCode::CONFLICT
-        ]
-        .contains(s)),
-        "in flight (202) or already paid (409): {statuses:?}"
-    );
-    assert_eq!(intents_for(&order).await.len(), 1, "one charge in Stripe");
-    let stored = system.payments_of(&buyer, &order).await;
+            .all(|p| ["succeeded", "failed"].contains(&p["status"].as_str().unwrap()))
+    })
+    .await;
     let succeeded: Vec<_> = stored
         .iter()
         .filter(|p| p["status"] == "succeeded")
         .collect();
-    assert_eq!(succeeded.len(), 1, "{stored:?}");
-    // An attempt that opened just as another succeeded ends failed, never charged.
-    for other in stored.iter().filter(|p| p["status"] != "succeeded") {
-        assert_eq!(other["status"], "failed", "{other}");
-        assert_eq!(other["stripeId"], Value::Null, "{other}");
+    let charged: Vec<Value> = intents_for(&order)
+        .await
+        .into_iter()
+        .filter(|pi| pi["status"] == "succeeded")
+        .collect();
+    assert!(charged.len() <= 1, "charged once at most: {charged:?}");
+    assert_eq!(charged.len(), succeeded.len(), "{stored:?}");
+    if !statuses.contains(&StatusCode::SERVICE_UNAVAILABLE) {
+        assert_eq!(
+            (created, succeeded.len()),
+            (1, 1),
+            "{statuses:?} {stored:?}"
+        );
+    }
+    if let Some(paid) = succeeded.first() {
+        assert_eq!(paid["stripeId"], charged[0]["id"]);
     }
 }
 
@@ -100,7 +113,15 @@ async fn race_once(
         last["status"] != "created"
     })
     .await;
-    let payments = system.payments_of(buyer, &id).await;
+    // A refund may still be on its way (or retried): wait until every attempt has ended.
+    let mut payments = Vec::new();
+    testing::eventually("payments settled", 20, async || {
+        payments = system.payments_of(buyer, &id).await;
+        payments.iter().all(|p| {
+            !["pending", "requires_action", "refunding"].contains(&p["status"].as_str().unwrap())
+        })
+    })
+    .await;
     let kept: Vec<&Value> = payments
         .iter()
         .filter(|p| p["status"] == "succeeded")

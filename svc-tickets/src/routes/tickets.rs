@@ -101,7 +101,12 @@ pub enum TicketResponse {
     Ok(Json<Ticket>),
     /// The ticket was listed.
     #[oai(status = 201)]
-    Created(Json<Ticket>),
+    Created(
+        Json<Ticket>,
+        /// Where the new ticket can be read.
+        #[oai(header = "Location")]
+        String,
+    ),
 }
 
 #[derive(ApiResponse)]
@@ -225,7 +230,8 @@ impl TicketsApi {
         tracing::info!(ticket_id = %ticket.id, "ticket listed");
         let ticket = view(ticket);
         self.state.cache.changed(&ticket).await;
-        Ok(TicketResponse::Created(Json(ticket)))
+        let location = format!("/api/tickets/{}", ticket.id);
+        Ok(TicketResponse::Created(Json(ticket), location))
     }
 
     /// Change a ticket's title and price. Seller only, and only while it is available.

@@ -18,7 +18,12 @@ async fn create_ticket_returns_201_and_publishes_ticket_created() {
         .await;
 
     assert_eq!(resp.status(), StatusCode::CREATED);
+    let location = resp.headers()["location"].to_str().unwrap().to_string();
     let t: Value = resp.json().await.unwrap();
+    assert_eq!(
+        location,
+        format!("/api/tickets/{}", t["id"].as_str().unwrap())
+    );
     assert_eq!(t["title"], "Opera night");
     assert_eq!(t["price"], 49.99);
     assert_eq!(t["currency"], "usd");
