@@ -10,6 +10,21 @@ pub fn parse_id(raw: &str) -> Option<ObjectId> {
         .flatten()
 }
 
+/// Splits rows read `limit + 1` at a time, newest first, into the page and the cursor of
+/// the next page (the last id shown), which exists only when the extra row came back.
+pub fn page<T>(
+    mut rows: Vec<T>,
+    limit: u32,
+    id: impl Fn(&T) -> ObjectId,
+) -> (Vec<T>, Option<String>) {
+    if rows.len() <= limit as usize {
+        return (rows, None);
+    }
+    rows.truncate(limit as usize);
+    let cursor = rows.last().map(|r| id(r).to_hex());
+    (rows, cursor)
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse_id;

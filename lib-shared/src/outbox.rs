@@ -22,6 +22,9 @@ pub const FIELD: &str = "outbox";
 /// publish them a second time while that flush is under way.
 pub const RELAY_GRACE: Duration = Duration::from_secs(1);
 
+/// How often the waiting-events gauge is brought up to date.
+const GAUGE_EVERY: Duration = Duration::from_secs(15);
+
 /// The `$push` that adds events to a document's outbox; merge it into the update.
 pub fn push(events: &[Envelope]) -> Document {
     let events: Vec<Bson> = events
@@ -154,6 +157,7 @@ impl Outbox {
     pub fn spawn_relay(self, period: Duration, shutdown: CancellationToken) {
         tokio::spawn(async move {
             let mut indexed = false;
+            let mut counted: Option<std::time::Instant> = None;
             loop {
                 if !indexed {
                     indexed = self.ensure_index().await.is_ok();
@@ -163,8 +167,13 @@ impl Outbox {
                     Ok(n) => tracing::info!(events = n, "outbox relay published waiting events"),
                     Err(e) => tracing::warn!(error = %e, "outbox relay failed; will retry"),
                 }
-                if let Err(e) = self.count_waiting().await {
-                    tracing::debug!(error = %e, "outbox gauge not updated");
+                // A count per collection is a scan: a gauge needs it far less often than the
+                // relay runs.
+                if counted.is_none_or(|at| at.elapsed() >= GAUGE_EVERY) {
+                    counted = Some(std::time::Instant::now());
+                    if let Err(e) = self.count_waiting().await {
+                        tracing::debug!(error = %e, "outbox gauge not updated");
+                    }
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(period) => {}

@@ -34,36 +34,18 @@ impl Handler for OrderEvents {
         match event.kind.as_str() {
             ORDER_CREATED => {
                 let order: OrderCreated = event.decode()?;
-                // Ids end up inside the published event; only well-formed ones are queued.
-                parse_id(&order.id).context("malformed order id")?;
-                parse_id(&order.ticket.id).context("malformed ticket id")?;
-                let due = DateTime::parse_from_rfc3339(&order.expires_at)
-                    .context("expiresAt is not RFC 3339")?
-                    .timestamp_millis();
                 if self
-                    .queue
-                    .schedule(&order.id, &order.ticket.id, due)
+                    .schedule(&order.id, &order.ticket.id, &order.expires_at)
                     .await?
                 {
                     self.metrics.scheduled.inc();
-                    self.wake.notify_one();
                 }
             }
             ORDER_EXTENDED => {
                 // A buyer authenticating a payment keeps the ticket longer.
                 let order: OrderExtended = event.decode()?;
-                parse_id(&order.id).context("malformed order id")?;
-                parse_id(&order.ticket.id).context("malformed ticket id")?;
-                let due = DateTime::parse_from_rfc3339(&order.expires_at)
-                    .context("expiresAt is not RFC 3339")?
-                    .timestamp_millis();
-                if self
-                    .queue
-                    .schedule(&order.id, &order.ticket.id, due)
-                    .await?
-                {
-                    self.wake.notify_one();
-                }
+                self.schedule(&order.id, &order.ticket.id, &order.expires_at)
+                    .await?;
             }
             ORDER_CANCELLED => {
                 let order: OrderCancelled = event.decode()?;
@@ -76,5 +58,22 @@ impl Handler for OrderEvents {
             other => anyhow::bail!("unexpected event type {other}"),
         }
         Ok(())
+    }
+}
+
+impl OrderEvents {
+    /// Queues (or moves later) the order's expiry; true when it is queued.
+    async fn schedule(&self, order: &str, ticket: &str, expires_at: &str) -> anyhow::Result<bool> {
+        // Ids end up inside the published event; only well-formed ones are queued.
+        parse_id(order).context("malformed order id")?;
+        parse_id(ticket).context("malformed ticket id")?;
+        let due = DateTime::parse_from_rfc3339(expires_at)
+            .context("expiresAt is not RFC 3339")?
+            .timestamp_millis();
+        let queued = self.queue.schedule(order, ticket, due).await?;
+        if queued {
+            self.wake.notify_one();
+        }
+        Ok(queued)
     }
 }

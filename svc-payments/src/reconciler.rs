@@ -72,11 +72,7 @@ impl Reconciler {
         match attempt.stripe_id.as_deref() {
             // Never confirmed, since confirming waits for the id to be stored: no money
             // can have moved.
-            None => {
-                let reason = "The payment was interrupted before it reached Stripe";
-                settlement.fail(attempt, reason, Path::Reconciler).await?;
-                Ok(())
-            }
+            None => settlement.abandon(attempt, Path::Reconciler).await,
             Some(intent) => {
                 let intent = settlement.stripe.retrieve(intent).await?;
                 settlement.apply(attempt, &intent, Path::Reconciler).await

@@ -190,7 +190,7 @@ impl Settlement {
 
     /// The intent will never be confirmed by us (the attempt was interrupted, or the
     /// order lost its ticket): cancel it at Stripe, and only then call the attempt failed.
-    async fn abandon(&self, attempt: &PaymentRecord, path: Path) -> Result<(), SettleError> {
+    pub async fn abandon(&self, attempt: &PaymentRecord, path: Path) -> Result<(), SettleError> {
         let Some(intent) = attempt.stripe_id.as_deref() else {
             self.fail(
                 attempt,

@@ -225,28 +225,15 @@ async fn bus_state(
 ) -> anyhow::Result<(Vec<String>, Vec<String>, usize)> {
     let client = redis::Client::open(cluster.redis_url())?;
     let mut conn = client.get_multiplexed_async_connection().await?;
-    let letters: Vec<String> = {
-        let reply: redis::streams::StreamRangeReply = conn.xrange_all("events:dead-letter").await?;
-        reply
-            .ids
-            .iter()
-            .map(|e| {
-                let f = |k: &str| {
-                    e.map
-                        .get(k)
-                        .and_then(|v| redis::from_redis_value_ref::<String>(v).ok())
-                        .unwrap_or_default()
-                };
-                format!(
-                    "{} in {} for {}: {}",
-                    f("type"),
-                    f("stream"),
-                    f("group"),
-                    f("error")
-                )
-            })
-            .collect()
-    };
+    let manager = redis::aio::ConnectionManager::new(client.clone()).await?;
+    let letters: Vec<String> = lib_shared::dead_letters::list(&manager, "", usize::MAX)
+        .await?
+        .into_iter()
+        .map(|l| {
+            let kind = l.event.as_ref().map_or("(malformed)", |e| e[1].as_str());
+            format!("{kind} in {} for {}: {}", l.stream, l.group, l.error)
+        })
+        .collect();
     let keys: Vec<String> = conn.keys("events:*").await?;
     let mut stuck = Vec::new();
     let mut counted = BTreeMap::new();

@@ -4,8 +4,13 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use lib_shared::{
-    auth::Authenticated, body::JsonBody, dependency_errors, detached::run_detached,
-    error::ErrorBody, ids::parse_id, types::Text,
+    auth::Authenticated,
+    body::JsonBody,
+    dependency_errors,
+    detached::run_detached,
+    error::ErrorBody,
+    ids::{page, parse_id},
+    types::Text,
 };
 use mongodb::bson::oid::ObjectId;
 use poem_openapi::{
@@ -200,14 +205,11 @@ impl OrdersApi {
         let limit = limit.0.unwrap_or(20);
         let status = status_filter(status.0.unwrap_or(OrderFilter::All));
         let db = &self.reservations.db;
-        let mut found = store::history(db, &user.0.id, status, before, limit).await?;
-        let next_cursor = (found.len() > limit as usize).then(|| {
-            found.truncate(limit as usize);
-            found.last().map(|o| o.id.to_hex())
-        });
+        let found = store::history(db, &user.0.id, status, before, limit).await?;
+        let (found, next_cursor) = page(found, limit, |o| o.id);
         Ok(Json(OrderPage {
             items: found.into_iter().map(view).collect(),
-            next_cursor: next_cursor.flatten(),
+            next_cursor,
         }))
     }
 

@@ -4,7 +4,11 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use lib_shared::{
-    auth::Authenticated, body::JsonBody, dependency_errors, error::ErrorBody, ids::parse_id,
+    auth::Authenticated,
+    body::JsonBody,
+    dependency_errors,
+    error::ErrorBody,
+    ids::{page, parse_id},
     types::Text,
 };
 use poem_openapi::{
@@ -234,14 +238,11 @@ impl PaymentsApi {
             .transpose()?;
         let limit = limit.0.unwrap_or(20);
         let db = &self.checkout.db;
-        let mut found = attempts::list(db, &user.0.id, order.as_deref(), before, limit).await?;
-        let next_cursor = (found.len() > limit as usize).then(|| {
-            found.truncate(limit as usize);
-            found.last().map(|p| p.id.to_hex())
-        });
+        let found = attempts::list(db, &user.0.id, order.as_deref(), before, limit).await?;
+        let (found, next_cursor) = page(found, limit, |p| p.id);
         Ok(Json(PaymentPage {
             items: found.into_iter().map(view).collect(),
-            next_cursor: next_cursor.flatten(),
+            next_cursor,
         }))
     }
 }

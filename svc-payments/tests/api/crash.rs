@@ -227,14 +227,7 @@ impl Rig {
     }
 
     async fn cancel(&self, buyer: &User, order: &str) {
-        let resp = self
-            .system
-            .client
-            .delete(format!("{}/{order}", self.system.orders))
-            .bearer_auth(&buyer.token)
-            .send()
-            .await
-            .unwrap();
+        let resp = self.system.cancel(buyer, order).await;
         assert_eq!(
             resp.status(),
             reqwest::StatusCode::NO_CONTENT,

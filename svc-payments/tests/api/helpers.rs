@@ -5,6 +5,8 @@ use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 use svc_payments::{Application, Settings, Timing};
 
+use crate::stripe_proxy::{Hold, StripeProxy};
+
 /// Tickets, orders and payments (and, on request, expiration) on one Redis prefix.
 pub struct System {
     pub client: reqwest::Client,
@@ -238,37 +240,81 @@ impl System {
         .await;
     }
 
-    pub async fn order_json(&self, buyer: &User, id: &str) -> Value {
-        self.client
-            .get(format!("{}/{id}", self.orders))
-            .bearer_auth(&buyer.token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+    /// The JSON at `url`, as `user` when given.
+    async fn get_json(&self, url: String, user: Option<&User>) -> Value {
+        let mut req = self.client.get(url);
+        if let Some(user) = user {
+            req = req.bearer_auth(&user.token);
+        }
+        req.send().await.unwrap().json().await.unwrap()
     }
 
-    pub async fn wait_order(&self, buyer: &User, id: &str, status: &str) -> Value {
+    /// Polls `read` until its `status` is `status`, for up to `secs` seconds.
+    async fn wait_status<F: AsyncFn() -> Value>(
+        &self,
+        what: &str,
+        secs: u64,
+        status: &str,
+        read: F,
+    ) -> Value {
         let mut last = Value::Null;
-        testing::eventually(&format!("order {status}"), 10, async || {
-            last = self.order_json(buyer, id).await;
+        testing::eventually(&format!("{what} {status}"), secs, async || {
+            last = read().await;
             last["status"] == status
         })
         .await;
         last
     }
 
+    pub async fn order_json(&self, buyer: &User, id: &str) -> Value {
+        self.get_json(format!("{}/{id}", self.orders), Some(buyer))
+            .await
+    }
+
+    pub async fn wait_order(&self, buyer: &User, id: &str, status: &str) -> Value {
+        self.wait_status("order", 10, status, async || {
+            self.order_json(buyer, id).await
+        })
+        .await
+    }
+
     pub async fn ticket_json(&self, id: &str) -> Value {
+        self.get_json(format!("{}/{id}", self.tickets), None).await
+    }
+
+    /// Cancels an order as its buyer.
+    pub async fn cancel(&self, buyer: &User, order: &str) -> Response {
         self.client
-            .get(format!("{}/{id}", self.tickets))
+            .delete(format!("{}/{order}", self.orders))
+            .bearer_auth(&buyer.token)
             .send()
             .await
             .unwrap()
-            .json()
-            .await
-            .unwrap()
+    }
+
+    /// Pays with a card while `proxy` holds the charge's answer, and meanwhile the buyer
+    /// cancels: the charge lands after the order lost its ticket. Returns the answer.
+    pub async fn pay_while_cancelled(
+        &self,
+        proxy: &StripeProxy,
+        buyer: &User,
+        order: &str,
+    ) -> Response {
+        proxy.hold(Hold::ConfirmAfter);
+        let body = json!({"orderId": order, "paymentMethod": "pm_card_visa"});
+        let request = self
+            .client
+            .post(&self.payments)
+            .bearer_auth(&buyer.token)
+            .json(&body);
+        let paying = tokio::spawn(async move { request.send().await.unwrap() });
+        proxy.arrived().await;
+        assert_eq!(
+            self.cancel(buyer, order).await.status(),
+            StatusCode::NO_CONTENT
+        );
+        proxy.release();
+        paying.await.unwrap()
     }
 
     pub async fn payments_of(&self, buyer: &User, order: &str) -> Vec<Value> {
@@ -361,24 +407,14 @@ impl System {
     }
 
     pub async fn payment_json(&self, buyer: &User, id: &str) -> Value {
-        self.client
-            .get(format!("{}/{id}", self.payments))
-            .bearer_auth(&buyer.token)
-            .send()
+        self.get_json(format!("{}/{id}", self.payments), Some(buyer))
             .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
     }
 
     pub async fn wait_payment(&self, buyer: &User, id: &str, status: &str) -> Value {
-        let mut last = Value::Null;
-        testing::eventually(&format!("payment {status}"), 20, async || {
-            last = self.payment_json(buyer, id).await;
-            last["status"] == status
+        self.wait_status("payment", 20, status, async || {
+            self.payment_json(buyer, id).await
         })
-        .await;
-        last
+        .await
     }
 }

@@ -2,12 +2,11 @@ use std::time::Duration;
 
 use lib_shared::{locks::Holder, testing};
 use reqwest::StatusCode;
-use serde_json::json;
 use svc_payments::Timing;
 
 use crate::{
     helpers::{Options, assert_error, intents_for, new_user, refunds_at, spawn_with},
-    stripe_proxy::{Hold, StripeProxy},
+    stripe_proxy::StripeProxy,
 };
 
 /// The order is cancelled while its charge is at Stripe, so the charge must be refunded;
@@ -30,37 +29,9 @@ async fn a_refund_that_fails_is_retried_until_stripe_confirms_it() {
     system.wait_until_payments_knows(&order).await;
     // Each refund call is tried three times: two calls' worth of failures.
     proxy.fail_refunds(6);
-    proxy.hold(Hold::ConfirmAfter);
+    let paying = system.pay_while_cancelled(&proxy, &buyer, &order).await;
 
-    let body = json!({"orderId": order, "paymentMethod": "pm_card_visa"});
-    let paying = tokio::spawn({
-        let (client, url, token) = (
-            system.client.clone(),
-            system.payments.clone(),
-            buyer.token.clone(),
-        );
-        async move {
-            client
-                .post(url)
-                .bearer_auth(token)
-                .json(&body)
-                .send()
-                .await
-                .unwrap()
-        }
-    });
-    proxy.arrived().await;
-    let cancel = system
-        .client
-        .delete(format!("{}/{order}", system.orders))
-        .bearer_auth(&buyer.token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(cancel.status(), StatusCode::NO_CONTENT);
-    proxy.release();
-
-    let errors = assert_error(paying.await.unwrap(), StatusCode::CONFLICT).await;
+    let errors = assert_error(paying, StatusCode::CONFLICT).await;
     assert!(errors[0]["message"].as_str().unwrap().contains("refunded"));
     let payments = system.payments_of(&buyer, &order).await;
     assert_eq!(payments.len(), 1);

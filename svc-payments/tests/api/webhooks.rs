@@ -7,7 +7,7 @@ use svc_payments::{Timing, signature};
 
 use crate::{
     helpers::{Options, System, assert_error, new_user, spawn_with},
-    stripe_proxy::{Hold, StripeProxy},
+    stripe_proxy::StripeProxy,
     three_d_secure::{authenticate, card_needing_authentication},
 };
 
@@ -173,35 +173,8 @@ async fn charge_refunded_finishes_a_refund_in_progress() {
     let (_, order) = system.open_order(&buyer, 20.0).await;
     system.wait_until_payments_knows(&order).await;
     proxy.fail_refunds(usize::MAX);
-    proxy.hold(Hold::ConfirmAfter);
-    let body = json!({"orderId": order, "paymentMethod": "pm_card_visa"});
-    let paying = tokio::spawn({
-        let (client, url, token) = (
-            system.client.clone(),
-            system.payments.clone(),
-            buyer.token.clone(),
-        );
-        async move {
-            client
-                .post(url)
-                .bearer_auth(token)
-                .json(&body)
-                .send()
-                .await
-                .unwrap()
-        }
-    });
-    proxy.arrived().await;
-    let cancel = system
-        .client
-        .delete(format!("{}/{order}", system.orders))
-        .bearer_auth(&buyer.token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(cancel.status(), StatusCode::NO_CONTENT);
-    proxy.release();
-    assert_error(paying.await.unwrap(), StatusCode::CONFLICT).await;
+    let paying = system.pay_while_cancelled(&proxy, &buyer, &order).await;
+    assert_error(paying, StatusCode::CONFLICT).await;
     let payment = system.payments_of(&buyer, &order).await.remove(0);
     assert_eq!(payment["status"], "refunding");
     let intent = payment["stripeId"].as_str().unwrap();
