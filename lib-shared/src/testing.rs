@@ -7,7 +7,7 @@ use std::{
     time::Duration,
 };
 
-use crate::config::{CommonSettings, LogFormat, Secret};
+use crate::runtime::config::{CommonSettings, LogFormat, Secret};
 
 /// A key pair used only by tests; no deployment trusts it.
 pub const TEST_PRIVATE_KEY: &str = "-----BEGIN PRIVATE KEY-----
@@ -69,7 +69,7 @@ pub fn settings(service: &'static str, redis_url: Option<String>) -> CommonSetti
 /// Tracing stays silent unless `TEST_LOG` is set.
 pub fn init_tracing() {
     if std::env::var_os("TEST_LOG").is_some() {
-        crate::telemetry::init(LogFormat::Pretty);
+        crate::runtime::telemetry::init(LogFormat::Pretty);
     }
 }
 
@@ -256,19 +256,19 @@ impl Drop for ServerProcess {
 /// A token for `user_id` signed with the test key, as the auth service would issue it.
 pub fn token_for(user_id: &str) -> String {
     let now = chrono::Utc::now().timestamp();
-    let claims = crate::auth::Claims {
+    let claims = crate::http::auth::Claims {
         sub: user_id.to_string(),
         email: format!("{user_id}@example.com"),
         iat: now,
         exp: now + 3600,
         jti: uuid::Uuid::new_v4().to_string(),
-        iss: crate::auth::ISSUER.into(),
-        aud: crate::auth::AUDIENCE.into(),
+        iss: crate::http::auth::ISSUER.into(),
+        aud: crate::http::auth::AUDIENCE.into(),
     };
     let key = jsonwebtoken::EncodingKey::from_ed_pem(TEST_PRIVATE_KEY.as_bytes())
         .expect("test key is valid");
     jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(crate::auth::ALGORITHM),
+        &jsonwebtoken::Header::new(crate::http::auth::ALGORITHM),
         &claims,
         &key,
     )
@@ -297,14 +297,14 @@ pub fn new_user_id() -> String {
 
 /// The events published on one subject under `prefix`, oldest first.
 pub async fn published(
-    redis: &crate::infra::Redis,
+    redis: &crate::runtime::infra::Redis,
     prefix: &str,
     subject: &str,
-) -> Vec<crate::events::Envelope> {
+) -> Vec<crate::messaging::events::Envelope> {
     use redis::{AsyncCommands, from_redis_value_ref, streams::StreamRangeReply};
     let mut conn = redis.clone();
     let reply: StreamRangeReply = conn
-        .xrange_all(crate::events::stream_key(prefix, subject))
+        .xrange_all(crate::messaging::events::stream_key(prefix, subject))
         .await
         .expect("XRANGE");
     reply
@@ -312,7 +312,7 @@ pub async fn published(
         .iter()
         .map(|e| {
             let f = |name: &str| from_redis_value_ref::<String>(&e.map[name]).expect("field");
-            crate::events::Envelope {
+            crate::messaging::events::Envelope {
                 id: f("id"),
                 kind: f("type"),
                 occurred_at: f("occurredAt"),

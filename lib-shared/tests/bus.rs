@@ -3,9 +3,9 @@
 use std::{sync::Arc, time::Duration};
 
 use lib_shared::{
-    bus::{ConsumerConfig, Handler, Publisher, spawn_consumer},
-    events::{Envelope, ExpirationComplete, stream_key},
-    outbox::{self, Outbox},
+    messaging::bus::{ConsumerConfig, Handler, Publisher, spawn_consumer},
+    messaging::events::{Envelope, ExpirationComplete, stream_key},
+    messaging::outbox::{self, Outbox},
     testing,
 };
 use mongodb::bson::{doc, oid::ObjectId};
@@ -27,8 +27,8 @@ impl Handler for Counting {
 }
 
 struct Setup {
-    settings: lib_shared::config::CommonSettings,
-    redis: lib_shared::infra::Redis,
+    settings: lib_shared::runtime::config::CommonSettings,
+    redis: lib_shared::runtime::infra::Redis,
     client: redis::Client,
     publisher: Publisher,
     shutdown: CancellationToken,
@@ -36,7 +36,7 @@ struct Setup {
 
 fn setup() -> Setup {
     let settings = testing::settings("bus", None);
-    let redis = lib_shared::infra::redis(&settings).unwrap();
+    let redis = lib_shared::runtime::infra::redis(&settings).unwrap();
     let client = redis::Client::open(settings.redis_url.expose()).unwrap();
     Setup {
         publisher: Publisher::new(redis.clone(), settings.redis_prefix.clone()),
@@ -283,27 +283,28 @@ async fn trimming_keeps_every_entry_a_group_has_not_acknowledged() {
     // The slow group has read one entry and not acknowledged it.
     let slow = read("slow", 1).await;
 
-    let trimmed = lib_shared::bus::trim_acknowledged(&s.redis, &stream, Duration::ZERO)
+    let trimmed = lib_shared::messaging::bus::trim_acknowledged(&s.redis, &stream, Duration::ZERO)
         .await
         .unwrap();
     assert_eq!(trimmed, 0, "the slow group's pending entry is the oldest");
 
     let _: i64 = conn.xack(&stream, "slow", &slow).await.unwrap();
-    let trimmed = lib_shared::bus::trim_acknowledged(&s.redis, &stream, Duration::ZERO)
+    let trimmed = lib_shared::messaging::bus::trim_acknowledged(&s.redis, &stream, Duration::ZERO)
         .await
         .unwrap();
     assert_eq!(trimmed, 0, "the slow group has still to read the others");
     let rest = read("slow", 2).await;
     let _: i64 = conn.xack(&stream, "slow", &rest).await.unwrap();
-    let trimmed = lib_shared::bus::trim_acknowledged(&s.redis, &stream, Duration::ZERO)
+    let trimmed = lib_shared::messaging::bus::trim_acknowledged(&s.redis, &stream, Duration::ZERO)
         .await
         .unwrap();
     assert_eq!(trimmed, 2, "all but the last read entry go");
     assert_eq!(s.entries("expiration:complete").await.ids.len(), 1);
 
     s.publish("d").await;
-    let kept = lib_shared::bus::trim_acknowledged(&s.redis, &stream, Duration::from_secs(3600))
-        .await
-        .unwrap();
+    let kept =
+        lib_shared::messaging::bus::trim_acknowledged(&s.redis, &stream, Duration::from_secs(3600))
+            .await
+            .unwrap();
     assert_eq!(kept, 0, "nothing younger than the retention goes");
 }

@@ -11,10 +11,10 @@ use std::{
 
 use chrono::Utc;
 use lib_shared::{
-    bus::{ConsumerConfig, Handler, NotYet, Publisher, spawn_consumer},
-    error::DependencyError,
-    events::{Envelope, ExpirationComplete, stream_key},
-    metrics::Metrics,
+    http::error::DependencyError,
+    messaging::bus::{ConsumerConfig, Handler, NotYet, Publisher, spawn_consumer},
+    messaging::events::{Envelope, ExpirationComplete, stream_key},
+    runtime::metrics::Metrics,
     testing,
 };
 use redis::AsyncCommands;
@@ -62,8 +62,8 @@ impl Handler for Early {
 }
 
 struct Bus {
-    settings: lib_shared::config::CommonSettings,
-    redis: lib_shared::infra::Redis,
+    settings: lib_shared::runtime::config::CommonSettings,
+    redis: lib_shared::runtime::infra::Redis,
     client: redis::Client,
 }
 
@@ -71,7 +71,7 @@ impl Bus {
     fn new() -> Self {
         let settings = testing::settings("bus", None);
         Self {
-            redis: lib_shared::infra::redis(&settings).unwrap(),
+            redis: lib_shared::runtime::infra::redis(&settings).unwrap(),
             client: redis::Client::open(settings.redis_url.expose()).unwrap(),
             settings,
         }
@@ -302,7 +302,7 @@ impl Handler for Switch {
 
 #[tokio::test]
 async fn a_dead_letter_replayed_after_the_fix_is_handled_and_leaves_the_dead_letters() {
-    use lib_shared::dead_letters::{self, Outcome};
+    use lib_shared::messaging::dead_letters::{self, Outcome};
     let bus = Bus::new();
     let refusing = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let handled = Arc::new(Mutex::new(Vec::new()));

@@ -2,9 +2,9 @@
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use lib_shared::{
-    auth::{AUDIENCE, AuthVerifier, Authenticated, Claims, ISSUER, revoked_key},
-    config::Secret,
-    error::JsonErrors,
+    http::auth::{AUDIENCE, AuthVerifier, Authenticated, Claims, ISSUER, revoked_key},
+    http::error::JsonErrors,
+    runtime::config::Secret,
     testing,
 };
 use poem::{EndpointExt, http::StatusCode, test::TestClient};
@@ -45,7 +45,7 @@ fn sign(claims: &Claims, key: &str, alg: Algorithm) -> String {
 fn verifier(redis_url: &str, prefix: &str) -> AuthVerifier {
     let mut settings = testing::settings("test", Some(redis_url.into()));
     settings.redis_url = Secret(redis_url.into());
-    let pool = lib_shared::infra::redis(&settings).unwrap();
+    let pool = lib_shared::runtime::infra::redis(&settings).unwrap();
     AuthVerifier::new(testing::TEST_PUBLIC_KEY, pool, prefix.into()).unwrap()
 }
 

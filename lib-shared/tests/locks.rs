@@ -3,13 +3,13 @@
 use std::time::Duration;
 
 use lib_shared::{
-    locks::{Holder, Locks, Promotion, Release},
+    domain::locks::{Holder, Locks, Promotion, Release},
     testing,
 };
 
 fn locks() -> Locks {
     let settings = testing::settings("test", None);
-    let pool = lib_shared::infra::redis(&settings).unwrap();
+    let pool = lib_shared::runtime::infra::redis(&settings).unwrap();
     Locks::new(pool, settings.redis_prefix)
 }
 

@@ -4,7 +4,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use lib_shared::dead_letters::{self, Outcome};
+use lib_shared::messaging::dead_letters::{self, Outcome};
 
 #[derive(Parser)]
 #[command(name = "ticketing-ops")]
@@ -79,7 +79,10 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn ids(redis: &lib_shared::infra::Redis, sel: Selection) -> anyhow::Result<Vec<String>> {
+async fn ids(
+    redis: &lib_shared::runtime::infra::Redis,
+    sel: Selection,
+) -> anyhow::Result<Vec<String>> {
     if sel.all {
         return Ok(dead_letters::list(redis, "", usize::MAX)
             .await?

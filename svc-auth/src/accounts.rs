@@ -3,9 +3,9 @@
 
 use chrono::Utc;
 use lib_shared::{
-    auth::{AuthVerifier, SESSION_COOKIE, VerifyError, revoked_key},
-    error::DependencyError,
-    infra::Redis,
+    http::auth::{AuthVerifier, SESSION_COOKIE, VerifyError, revoked_key},
+    http::error::DependencyError,
+    runtime::infra::Redis,
 };
 use mongodb::{Database, bson::oid::ObjectId};
 use redis::AsyncCommands;
@@ -44,7 +44,7 @@ impl Accounts {
             id: ObjectId::new(),
             email: email.as_str().to_string(),
             password_hash,
-            created_at: lib_shared::clock::now(),
+            created_at: lib_shared::runtime::clock::now(),
         };
         store::insert_user(&self.db, &user).await?;
         tracing::info!(user_id = %user.id, "user registered");

@@ -5,7 +5,7 @@
 
 use std::{net::IpAddr, sync::LazyLock, time::Duration};
 
-use lib_shared::{error::DependencyError, infra::Redis};
+use lib_shared::{http::error::DependencyError, runtime::infra::Redis};
 use redis::Script;
 
 use crate::{domain::Email, settings::SigninLimits};

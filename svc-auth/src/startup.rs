@@ -1,6 +1,6 @@
 use std::sync::Arc;
 
-use lib_shared::startup::{self, Infra};
+use lib_shared::runtime::startup::{self, Infra};
 
 use crate::{
     accounts::Accounts,

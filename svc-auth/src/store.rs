@@ -1,7 +1,7 @@
 //! Users in MongoDB: `{_id, email, passwordHash, createdAt}` with a unique index on email.
 
 use chrono::{DateTime, Utc};
-use lib_shared::error::{DependencyError, is_duplicate_key, landed_before};
+use lib_shared::http::error::{DependencyError, is_duplicate_key, landed_before};
 use mongodb::{
     Collection, Database, IndexModel,
     bson::{doc, oid::ObjectId},

@@ -6,7 +6,7 @@ use anyhow::Context;
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, Utc};
 use jsonwebtoken::{EncodingKey, Header};
-use lib_shared::auth::{ALGORITHM, AUDIENCE, AuthVerifier, Claims, ISSUER};
+use lib_shared::http::auth::{ALGORITHM, AUDIENCE, AuthVerifier, Claims, ISSUER};
 
 /// DER prefix of an Ed25519 SubjectPublicKeyInfo; the 32 key bytes follow it.
 const ED25519_SPKI_PREFIX: [u8; 12] = [

@@ -5,12 +5,12 @@ use std::sync::Arc;
 use anyhow::Context;
 use chrono::DateTime;
 use lib_shared::{
-    bus::Handler,
-    events::{
+    domain::ids::parse_id,
+    messaging::bus::Handler,
+    messaging::events::{
         Envelope, ORDER_CANCELLED, ORDER_COMPLETED, ORDER_CREATED, ORDER_EXTENDED, OrderCancelled,
         OrderCompleted, OrderCreated, OrderExtended,
     },
-    ids::parse_id,
 };
 use tokio::sync::Notify;
 

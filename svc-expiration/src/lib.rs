@@ -12,7 +12,7 @@ pub mod timer;
 
 use std::time::Duration;
 
-use lib_shared::config::{CommonSettings, ConfigError, Source};
+use lib_shared::runtime::config::{CommonSettings, ConfigError, Source};
 pub use startup::Application;
 
 pub const SERVICE: &str = "expiration";

@@ -10,9 +10,9 @@ use std::sync::LazyLock;
 
 use chrono::{SecondsFormat, Utc};
 use lib_shared::{
-    error::DependencyError,
-    events::{EXPIRATION_COMPLETE, stream_key},
-    infra::Redis,
+    http::error::DependencyError,
+    messaging::events::{EXPIRATION_COMPLETE, stream_key},
+    runtime::infra::Redis,
 };
 use redis::{AsyncCommands, Script};
 

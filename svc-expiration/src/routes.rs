@@ -1,7 +1,7 @@
 //! Support staff can see when an order is due to expire.
 
 use chrono::{DateTime, Utc};
-use lib_shared::{dependency_errors, error::ErrorBody, ids::parse_id};
+use lib_shared::{dependency_errors, domain::ids::parse_id, http::error::ErrorBody};
 use poem_openapi::{ApiResponse, Object, OpenApi, Tags, param::Path, payload::Json};
 
 use crate::queue::DelayQueue;

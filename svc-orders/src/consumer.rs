@@ -4,13 +4,13 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use lib_shared::{
-    bus::Handler,
-    events::{
+    domain::ids::parse_id,
+    messaging::bus::Handler,
+    messaging::events::{
         EXPIRATION_COMPLETE, Envelope, ExpirationComplete, PAYMENT_CREATED,
         PAYMENT_REQUIRES_ACTION, PaymentCreated, PaymentRequiresAction, TICKET_CREATED,
         TICKET_UPDATED, TicketCreated, TicketUpdated,
     },
-    ids::parse_id,
 };
 
 use crate::{

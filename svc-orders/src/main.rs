@@ -1,4 +1,6 @@
-use lib_shared::{config::Env, startup::exit_on_config_error, telemetry};
+use lib_shared::{
+    runtime::config::Env, runtime::startup::exit_on_config_error, runtime::telemetry,
+};
 use svc_orders::{Application, Settings};
 
 #[tokio::main]

@@ -5,15 +5,15 @@ use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use lib_shared::{
-    bus::NotYet,
-    error::DependencyError,
-    events::{
+    domain::locks::{Holder, Locks, Release},
+    domain::money::Price,
+    http::error::DependencyError,
+    messaging::bus::NotYet,
+    messaging::events::{
         Envelope, OrderCancelled, OrderCompleted, OrderCreated, OrderExtended, PaymentCreated,
         PricedTicketRef, TicketRef,
     },
-    locks::{Holder, Locks, Release},
-    money::Price,
-    outbox::Outbox,
+    messaging::outbox::Outbox,
 };
 use mongodb::{Database, bson::oid::ObjectId};
 

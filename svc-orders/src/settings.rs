@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use lib_shared::config::{self, CommonSettings, ConfigError, Source};
+use lib_shared::runtime::config::{self, CommonSettings, ConfigError, Source};
 
 pub const DEFAULT_PORT: u16 = 3003;
 

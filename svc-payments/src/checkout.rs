@@ -7,9 +7,9 @@ use std::{collections::HashMap, sync::Arc};
 
 use chrono::Utc;
 use lib_shared::{
-    detached::run_detached_for,
-    error::DependencyError,
-    locks::{Holder, Locks},
+    domain::locks::{Holder, Locks},
+    http::error::DependencyError,
+    runtime::detached::run_detached_for,
 };
 use mongodb::{Database, bson::oid::ObjectId};
 

@@ -2,12 +2,12 @@
 
 use anyhow::Context;
 use lib_shared::{
-    bus::Handler,
-    events::{
+    domain::ids::parse_id,
+    messaging::bus::Handler,
+    messaging::events::{
         Envelope, ORDER_CANCELLED, ORDER_COMPLETED, ORDER_CREATED, OrderCancelled, OrderCompleted,
         OrderCreated,
     },
-    ids::parse_id,
 };
 use mongodb::Database;
 

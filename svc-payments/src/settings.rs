@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use lib_shared::config::{self, CommonSettings, ConfigError, Secret, Source};
+use lib_shared::runtime::config::{self, CommonSettings, ConfigError, Secret, Source};
 
 pub const DEFAULT_PORT: u16 = 3004;
 pub const STRIPE_API: &str = "https://api.stripe.com/";

@@ -5,10 +5,10 @@
 
 use chrono::{SecondsFormat, Utc};
 use lib_shared::{
-    error::DependencyError,
-    events::{Envelope, PaymentCreated, PaymentRequiresAction},
-    locks::{Holder, Locks, Promotion},
-    outbox::Outbox,
+    domain::locks::{Holder, Locks, Promotion},
+    http::error::DependencyError,
+    messaging::events::{Envelope, PaymentCreated, PaymentRequiresAction},
+    messaging::outbox::Outbox,
 };
 use mongodb::{
     Database,

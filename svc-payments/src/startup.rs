@@ -1,8 +1,8 @@
 use std::sync::Arc;
 
 use lib_shared::{
-    outbox::Outbox,
-    startup::{self, Infra},
+    messaging::outbox::Outbox,
+    runtime::startup::{self, Infra},
 };
 
 use crate::{

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use lib_shared::{config::Secret, error::DependencyError};
+use lib_shared::{http::error::DependencyError, runtime::config::Secret};
 use mongodb::Database;
 use serde::Deserialize;
 use serde_json::Value;

@@ -8,7 +8,7 @@ use std::sync::{
     atomic::{AtomicBool, Ordering},
 };
 
-use lib_shared::{error::DependencyError, infra::Redis};
+use lib_shared::{http::error::DependencyError, runtime::infra::Redis};
 use redis::Script;
 
 use crate::routes::{Ticket, TicketPage};

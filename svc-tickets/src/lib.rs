@@ -9,7 +9,7 @@ pub mod routes;
 pub mod startup;
 pub mod store;
 
-use lib_shared::config::{CommonSettings, ConfigError, Source};
+use lib_shared::runtime::config::{CommonSettings, ConfigError, Source};
 pub use startup::Application;
 
 pub const SERVICE: &str = "tickets";

@@ -8,7 +8,7 @@ use std::{
 };
 
 use chrono::Utc;
-use lib_shared::{error::DependencyError, locks::sold_value};
+use lib_shared::{domain::locks::sold_value, http::error::DependencyError};
 use redis::AsyncCommands;
 
 use crate::{

@@ -1,12 +1,12 @@
 use std::{sync::Arc, time::Duration};
 
 use lib_shared::{
-    config::CommonSettings,
-    infra::Redis,
-    locks::Locks,
-    ops::Readiness,
-    outbox::Outbox,
-    startup::{self, Infra},
+    domain::locks::Locks,
+    http::ops::Readiness,
+    messaging::outbox::Outbox,
+    runtime::config::CommonSettings,
+    runtime::infra::Redis,
+    runtime::startup::{self, Infra},
 };
 use mongodb::Database;
 use tokio_util::sync::CancellationToken;

@@ -5,10 +5,10 @@
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use lib_shared::{
-    error::{DependencyError, is_duplicate_key, landed_before},
-    events::{Envelope, TicketCreated, TicketUpdated},
-    money::Price,
-    outbox::{self, Outbox},
+    domain::money::Price,
+    http::error::{DependencyError, is_duplicate_key, landed_before},
+    messaging::events::{Envelope, TicketCreated, TicketUpdated},
+    messaging::outbox::{self, Outbox},
 };
 use mongodb::{
     Collection, Database, IndexModel,
@@ -66,7 +66,7 @@ impl TicketRecord {
     }
 }
 
-pub use lib_shared::clock::now;
+pub use lib_shared::runtime::clock::now;
 
 fn tickets(db: &Database) -> Collection<TicketRecord> {
     db.collection(COLLECTION)

@@ -226,7 +226,7 @@ async fn bus_state(
     let client = redis::Client::open(cluster.redis_url())?;
     let mut conn = client.get_multiplexed_async_connection().await?;
     let manager = redis::aio::ConnectionManager::new(client.clone()).await?;
-    let letters: Vec<String> = lib_shared::dead_letters::list(&manager, "", usize::MAX)
+    let letters: Vec<String> = lib_shared::messaging::dead_letters::list(&manager, "", usize::MAX)
         .await?
         .into_iter()
         .map(|l| {

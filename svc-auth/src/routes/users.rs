@@ -4,11 +4,11 @@ use std::{net::IpAddr, sync::Arc};
 
 use chrono::{DateTime, Utc};
 use lib_shared::{
-    auth::{MaybeAuthenticated, presented_token},
-    body::JsonBody,
     dependency_errors,
-    error::ErrorBody,
-    types::Text,
+    http::auth::{MaybeAuthenticated, presented_token},
+    http::body::JsonBody,
+    http::error::ErrorBody,
+    http::types::Text,
 };
 use poem::Request;
 use poem_openapi::{ApiResponse, Object, OpenApi, Tags, payload::Json};

@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use lib_shared::{
-    auth::{AUDIENCE, Claims, ISSUER},
+    http::auth::{AUDIENCE, Claims, ISSUER},
     testing,
 };
 use reqwest::{Response, StatusCode};
@@ -23,7 +23,7 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_on(redis_url: Option<String>) -> TestApp {
     let settings = Settings {
         common: testing::settings("auth", redis_url),
-        jwt_private_key: lib_shared::config::Secret(testing::TEST_PRIVATE_KEY.into()),
+        jwt_private_key: lib_shared::runtime::config::Secret(testing::TEST_PRIVATE_KEY.into()),
         token_ttl: Duration::from_secs(3600),
         cookie_secure: false,
         limits: SigninLimits::default(),

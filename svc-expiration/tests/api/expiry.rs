@@ -1,7 +1,7 @@
 use std::{collections::HashMap, time::Duration};
 
 use lib_shared::{
-    events::{Envelope, ExpirationComplete, PaymentCreated},
+    messaging::events::{Envelope, ExpirationComplete, PaymentCreated},
     testing::{self, RedisServer},
 };
 use mongodb::bson::{doc, oid::ObjectId};
@@ -167,7 +167,7 @@ async fn an_order_paid_just_before_its_window_ends_stays_complete() {
     // What the payments service does: promote the lock, then announce the payment.
     assert_eq!(
         system.locks.promote(&ticket, &id).await.unwrap(),
-        lib_shared::locks::Promotion::Sold
+        lib_shared::domain::locks::Promotion::Sold
     );
     system
         .publisher
@@ -227,7 +227,7 @@ async fn a_stale_lapsed_lock_notice_does_not_fire_the_tickets_newer_order() {
     .await;
 
     // The late notice of the first order's lapse.
-    let lock = lib_shared::locks::lock_key(&system.base.redis_prefix, &ticket);
+    let lock = lib_shared::domain::locks::lock_key(&system.base.redis_prefix, &ticket);
     let _: i64 = redis::cmd("PUBLISH")
         .arg("__keyevent@0__:expired")
         .arg(&lock)

@@ -1,6 +1,9 @@
 use std::time::Duration;
 
-use lib_shared::{bus::Publisher, config::CommonSettings, events::Envelope, locks::Locks, testing};
+use lib_shared::{
+    domain::locks::Locks, messaging::bus::Publisher, messaging::events::Envelope,
+    runtime::config::CommonSettings, testing,
+};
 use mongodb::bson::{doc, oid::ObjectId};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -13,7 +16,7 @@ pub struct System {
     pub tickets: String,
     pub orders: String,
     pub orders_db: mongodb::Database,
-    pub redis: lib_shared::infra::Redis,
+    pub redis: lib_shared::runtime::infra::Redis,
     pub base: CommonSettings,
     pub locks: Locks,
     pub publisher: Publisher,

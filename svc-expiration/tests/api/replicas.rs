@@ -1,6 +1,6 @@
 use std::{collections::HashSet, time::Duration};
 
-use lib_shared::{events::ExpirationComplete, testing};
+use lib_shared::{messaging::events::ExpirationComplete, testing};
 use mongodb::bson::doc;
 use reqwest::StatusCode;
 

@@ -4,13 +4,13 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use lib_shared::{
-    auth::Authenticated,
-    body::JsonBody,
     dependency_errors,
-    detached::run_detached,
-    error::ErrorBody,
-    ids::{page, parse_id},
-    types::Text,
+    domain::ids::{page, parse_id},
+    http::auth::Authenticated,
+    http::body::JsonBody,
+    http::error::ErrorBody,
+    http::types::Text,
+    runtime::detached::run_detached,
 };
 use mongodb::bson::oid::ObjectId;
 use poem_openapi::{

@@ -4,4 +4,4 @@ mod tickets;
 pub use orders::*;
 pub use tickets::*;
 
-pub use lib_shared::clock::now;
+pub use lib_shared::runtime::clock::now;

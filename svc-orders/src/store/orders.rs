@@ -5,9 +5,9 @@
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use lib_shared::{
-    error::{DependencyError, is_duplicate_key, landed_before},
-    events::Envelope,
-    outbox::{self, Outbox},
+    http::error::{DependencyError, is_duplicate_key, landed_before},
+    messaging::events::Envelope,
+    messaging::outbox::{self, Outbox},
 };
 use mongodb::{
     Collection, Database, IndexModel,

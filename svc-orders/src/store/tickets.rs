@@ -1,6 +1,6 @@
 //! This service's own copy of the tickets, kept from `ticket:*` events.
 
-use lib_shared::{error::DependencyError, error::is_duplicate_key};
+use lib_shared::{http::error::DependencyError, http::error::is_duplicate_key};
 use mongodb::{
     Collection, Database,
     bson::{doc, oid::ObjectId},

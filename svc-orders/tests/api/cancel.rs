@@ -1,4 +1,4 @@
-use lib_shared::{events::OrderCancelled, locks::Holder};
+use lib_shared::{domain::locks::Holder, messaging::events::OrderCancelled};
 use reqwest::StatusCode;
 
 use crate::helpers::{assert_error, id_of, new_user, spawn_app};

@@ -1,6 +1,6 @@
 use std::collections::HashMap;
 
-use lib_shared::locks::Holder;
+use lib_shared::domain::locks::Holder;
 use mongodb::bson::doc;
 use reqwest::StatusCode;
 use serde_json::Value;

@@ -1,6 +1,6 @@
 use lib_shared::{
-    events::OrderCreated,
-    locks::{Holder, lock_key},
+    domain::locks::{Holder, lock_key},
+    messaging::events::OrderCreated,
 };
 use redis::AsyncCommands;
 use reqwest::StatusCode;

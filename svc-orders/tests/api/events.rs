@@ -1,10 +1,13 @@
 use std::time::Duration;
 
 use lib_shared::{
-    events::{Envelope, ExpirationComplete, OrderCompleted, PaymentCreated, TicketUpdated},
-    locks::Holder,
-    money::Price,
-    outbox, testing,
+    domain::locks::Holder,
+    domain::money::Price,
+    messaging::events::{
+        Envelope, ExpirationComplete, OrderCompleted, PaymentCreated, TicketUpdated,
+    },
+    messaging::outbox,
+    testing,
 };
 use mongodb::bson::{self, doc, oid::ObjectId};
 use reqwest::StatusCode;
@@ -149,10 +152,10 @@ async fn an_event_written_but_not_published_before_a_crash_goes_out_after_restar
         .await
         .unwrap()
         .database(&settings.mongodb_database);
-    let event = Envelope::new(&lib_shared::events::OrderCancelled {
+    let event = Envelope::new(&lib_shared::messaging::events::OrderCancelled {
         id: ObjectId::new().to_hex(),
         version: 1,
-        ticket: lib_shared::events::TicketRef {
+        ticket: lib_shared::messaging::events::TicketRef {
             id: ObjectId::new().to_hex(),
         },
         reason: "user".into(),

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use lib_shared::{
-    locks::Holder,
+    domain::locks::Holder,
     testing::{self, RedisServer, ServerProcess},
 };
 use mongodb::bson::doc;
@@ -23,7 +23,7 @@ async fn a_client_that_disconnects_mid_order_leaves_an_order_or_a_free_ticket() 
     println!("seed {seed} (set FAULT_SEED to replay)");
     let mongo = ServerProcess::mongodb();
     let mut common = testing::settings("orders", None);
-    common.mongodb_uri = lib_shared::config::Secret(mongo.mongodb_uri());
+    common.mongodb_uri = lib_shared::runtime::config::Secret(mongo.mongodb_uri());
     let app = spawn_app_with(common, Duration::from_secs(60)).await;
     // Over HTTP/2 a client that gives up resets its stream, and the server drops the
     // request's future: only work detached from it carries on.

@@ -1,11 +1,11 @@
 use std::time::Duration;
 
 use lib_shared::{
-    bus::Publisher,
-    config::CommonSettings,
-    events::{Envelope, TicketCreated},
-    locks::Locks,
-    money::Price,
+    domain::locks::Locks,
+    domain::money::Price,
+    messaging::bus::Publisher,
+    messaging::events::{Envelope, TicketCreated},
+    runtime::config::CommonSettings,
     testing,
 };
 use mongodb::bson::{doc, oid::ObjectId};
@@ -17,7 +17,7 @@ pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
     pub db: mongodb::Database,
-    pub redis: lib_shared::infra::Redis,
+    pub redis: lib_shared::runtime::infra::Redis,
     pub settings: CommonSettings,
     pub locks: Locks,
     pub publisher: Publisher,

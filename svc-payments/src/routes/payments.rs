@@ -4,12 +4,12 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use lib_shared::{
-    auth::Authenticated,
-    body::JsonBody,
     dependency_errors,
-    error::ErrorBody,
-    ids::{page, parse_id},
-    types::Text,
+    domain::ids::{page, parse_id},
+    http::auth::Authenticated,
+    http::body::JsonBody,
+    http::error::ErrorBody,
+    http::types::Text,
 };
 use poem_openapi::{
     ApiResponse, Enum, Object, OpenApi, Tags,

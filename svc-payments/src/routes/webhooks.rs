@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use lib_shared::{dependency_errors, error::ErrorBody};
+use lib_shared::{dependency_errors, http::error::ErrorBody};
 use poem::{Request, RequestBody};
 use poem_openapi::{
     ApiResponse, OpenApi, Tags, impl_apirequest_for_payload,

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use lib_shared::error::{DependencyError, is_duplicate_key};
+use lib_shared::http::error::{DependencyError, is_duplicate_key};
 use mongodb::{
     Collection, Database, IndexModel,
     bson::{self, doc},

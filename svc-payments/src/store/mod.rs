@@ -10,7 +10,7 @@ pub use attempts::{PAYMENTS, PaymentRecord};
 pub use keys::{KeyState, StoredAnswer};
 pub use orders::OrderCopy;
 
-use lib_shared::error::DependencyError;
+use lib_shared::http::error::DependencyError;
 use mongodb::Database;
 
 pub async fn ensure_indexes(db: &Database) -> Result<(), DependencyError> {

@@ -1,6 +1,6 @@
 //! This service's copy of the orders, kept from `order:*` events.
 
-use lib_shared::error::{DependencyError, is_duplicate_key};
+use lib_shared::http::error::{DependencyError, is_duplicate_key};
 use mongodb::{
     Collection, Database,
     bson::{doc, oid::ObjectId},

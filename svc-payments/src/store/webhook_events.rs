@@ -1,6 +1,6 @@
 //! Stripe events already handled, by Stripe's event id: a replayed event changes nothing.
 
-use lib_shared::error::{DependencyError, is_duplicate_key};
+use lib_shared::http::error::{DependencyError, is_duplicate_key};
 use mongodb::{
     Database,
     bson::{self, Document, doc},

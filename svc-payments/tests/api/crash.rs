@@ -208,12 +208,12 @@ impl Rig {
                 }
                 self.proxy.release();
                 let holder =
-                    lib_shared::locks::Locks::new(self.system.redis.clone(), String::new());
+                    lib_shared::domain::locks::Locks::new(self.system.redis.clone(), String::new());
                 let ticket = self.ticket_of(order);
                 testing::eventually("lock promoted", 10, async || {
                     matches!(
                         holder.holder(&ticket).await,
-                        Ok(lib_shared::locks::Holder::Sold(_))
+                        Ok(lib_shared::domain::locks::Holder::Sold(_))
                     )
                 })
                 .await;

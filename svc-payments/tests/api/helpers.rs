@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use lib_shared::{config::CommonSettings, locks::Locks, testing};
+use lib_shared::{domain::locks::Locks, runtime::config::CommonSettings, testing};
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 use svc_payments::{Application, Settings, Timing};
@@ -17,7 +17,7 @@ pub struct System {
     /// The Stripe API payments uses.
     pub stripe: String,
     pub payments_db: mongodb::Database,
-    pub redis: lib_shared::infra::Redis,
+    pub redis: lib_shared::runtime::infra::Redis,
     pub base: CommonSettings,
     pub locks: Locks,
 }
@@ -87,7 +87,7 @@ pub async fn spawn_system_with_stripe(
 pub async fn spawn_with(options: Options) -> System {
     let mut base = testing::settings("payments", options.servers.as_ref().map(|s| s.1.clone()));
     if let Some((mongo, _)) = &options.servers {
-        base.mongodb_uri = lib_shared::config::Secret(mongo.clone());
+        base.mongodb_uri = lib_shared::runtime::config::Secret(mongo.clone());
         base.redis_prefix = String::new();
     }
     let prefix = base.redis_prefix.clone();
@@ -119,14 +119,16 @@ pub async fn spawn_with(options: Options) -> System {
             .await
             .unwrap();
         let db = client.database(&base.mongodb_database);
-        let redis = lib_shared::infra::redis(&base).unwrap();
+        let redis = lib_shared::runtime::infra::redis(&base).unwrap();
         (String::new(), db, redis)
     } else {
         let payments = Application::build(Settings {
             common: base.clone(),
-            stripe_secret_key: lib_shared::config::Secret("sk_test_local".into()),
+            stripe_secret_key: lib_shared::runtime::config::Secret("sk_test_local".into()),
             stripe_api_base: options.stripe.clone(),
-            stripe_webhook_secret: options.webhook_secret.map(lib_shared::config::Secret),
+            stripe_webhook_secret: options
+                .webhook_secret
+                .map(lib_shared::runtime::config::Secret),
             // Generous: the shared localstripe is busy while every test runs.
             stripe_timeout: Duration::from_secs(5),
             timing: options.timing,

@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use lib_shared::{events::PaymentCreated, locks::Holder, testing};
+use lib_shared::{domain::locks::Holder, messaging::events::PaymentCreated, testing};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 

@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use lib_shared::{locks::Holder, testing};
+use lib_shared::{domain::locks::Holder, testing};
 use reqwest::StatusCode;
 use svc_payments::Timing;
 

@@ -118,7 +118,7 @@ async fn authentication_holds_the_ticket_and_the_webhook_completes_the_sale() {
 
     // The hold lasts the authentication window (10 minutes), in the lock and the order.
     let ttl: i64 = redis::cmd("PTTL")
-        .arg(lib_shared::locks::lock_key(
+        .arg(lib_shared::domain::locks::lock_key(
             &system.base.redis_prefix,
             &ticket,
         ))

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use lib_shared::{
-    auth::Authenticated, body::JsonBody, dependency_errors, error::ErrorBody, ids::parse_id,
-    money::Price, types::Text,
+    dependency_errors, domain::ids::parse_id, domain::money::Price, http::auth::Authenticated,
+    http::body::JsonBody, http::error::ErrorBody, http::types::Text,
 };
 use mongodb::bson::oid::ObjectId;
 use poem_openapi::{

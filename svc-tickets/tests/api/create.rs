@@ -1,4 +1,4 @@
-use lib_shared::events::TicketCreated;
+use lib_shared::messaging::events::TicketCreated;
 use mongodb::bson::doc;
 use reqwest::StatusCode;
 use serde_json::{Value, json};

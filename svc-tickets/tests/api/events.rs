@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use lib_shared::{events::TicketUpdated, testing};
+use lib_shared::{messaging::events::TicketUpdated, testing};
 
 use crate::helpers::{id_of, new_user, order_cancelled, order_completed, order_created, spawn_app};
 

@@ -1,10 +1,12 @@
 use std::time::Duration;
 
 use lib_shared::{
-    config::CommonSettings,
-    events::{Envelope, OrderCancelled, OrderCompleted, OrderCreated, PricedTicketRef, TicketRef},
-    locks::Locks,
-    money::Price,
+    domain::locks::Locks,
+    domain::money::Price,
+    messaging::events::{
+        Envelope, OrderCancelled, OrderCompleted, OrderCreated, PricedTicketRef, TicketRef,
+    },
+    runtime::config::CommonSettings,
     testing,
 };
 use reqwest::{Response, StatusCode};
@@ -15,10 +17,10 @@ pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
     pub db: mongodb::Database,
-    pub redis: lib_shared::infra::Redis,
+    pub redis: lib_shared::runtime::infra::Redis,
     pub settings: CommonSettings,
     pub locks: Locks,
-    pub publisher: lib_shared::bus::Publisher,
+    pub publisher: lib_shared::messaging::bus::Publisher,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -36,7 +38,10 @@ pub async fn spawn_app_with(settings: CommonSettings) -> TestApp {
         client: reqwest::Client::new(),
         db,
         locks: Locks::new(redis.clone(), settings.redis_prefix.clone()),
-        publisher: lib_shared::bus::Publisher::new(redis.clone(), settings.redis_prefix.clone()),
+        publisher: lib_shared::messaging::bus::Publisher::new(
+            redis.clone(),
+            settings.redis_prefix.clone(),
+        ),
         redis,
         settings,
     }

@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use lib_shared::{
-    locks::{Holder, lock_key},
+    domain::locks::{Holder, lock_key},
     testing::{self, RedisServer},
 };
 use redis::AsyncCommands;

@@ -1,4 +1,4 @@
-use lib_shared::events::TicketUpdated;
+use lib_shared::messaging::events::TicketUpdated;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 

@@ -13,8 +13,8 @@ use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    error::{DependencyError, ErrorBody},
-    infra::Redis,
+    http::error::{DependencyError, ErrorBody},
+    runtime::infra::Redis,
 };
 
 /// The only algorithm accepted; a token naming any other is refused.

@@ -15,10 +15,10 @@ pub use failure::NotYet;
 pub use reclaim::trim_acknowledged;
 
 use crate::{
-    error::DependencyError,
-    events::{Envelope, stream_key},
-    infra::Redis,
-    metrics::BusMetrics,
+    http::error::DependencyError,
+    messaging::events::{Envelope, stream_key},
+    runtime::infra::Redis,
+    runtime::metrics::BusMetrics,
 };
 
 #[derive(Clone)]

@@ -15,18 +15,18 @@ use poem_openapi::{OpenApi, OpenApiService};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    auth::AuthVerifier,
-    body_limit::BodyLimit,
-    bus::Publisher,
-    config::CommonSettings,
-    error::{ErrorBody, JsonErrors},
-    in_flight::{InFlight, MAX_IN_FLIGHT},
-    infra,
-    infra::Redis,
-    locks::Locks,
-    metrics::{Metrics, TrackRequests},
-    ops::{OpsApi, Readiness},
-    request_id::RequestId,
+    domain::locks::Locks,
+    http::auth::AuthVerifier,
+    http::body_limit::BodyLimit,
+    http::error::{ErrorBody, JsonErrors},
+    http::in_flight::{InFlight, MAX_IN_FLIGHT},
+    http::ops::{OpsApi, Readiness},
+    http::request_id::RequestId,
+    messaging::bus::Publisher,
+    runtime::config::CommonSettings,
+    runtime::infra,
+    runtime::infra::Redis,
+    runtime::metrics::{Metrics, TrackRequests},
 };
 
 /// Largest request body any service accepts.
@@ -118,7 +118,7 @@ where
 pub async fn prepare<F, Fut>(infra: &Infra, what: &'static str, work: F)
 where
     F: Fn(Database) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = Result<(), crate::error::DependencyError>> + Send,
+    Fut: std::future::Future<Output = Result<(), crate::http::error::DependencyError>> + Send,
 {
     if work(infra.mongo.clone()).await.is_ok() {
         return;
@@ -144,13 +144,13 @@ where
 }
 
 /// Consumes `subjects` in this service's consumer group, as this instance, until shutdown.
-pub fn consume<H: crate::bus::Handler>(
+pub fn consume<H: crate::messaging::bus::Handler>(
     settings: &CommonSettings,
     infra: &Infra,
     subjects: &[&'static str],
     handler: H,
 ) {
-    let mut config = crate::bus::ConsumerConfig::new(
+    let mut config = crate::messaging::bus::ConsumerConfig::new(
         settings.service,
         &settings.instance,
         &infra.prefix,
@@ -158,7 +158,7 @@ pub fn consume<H: crate::bus::Handler>(
     );
     config.claim_idle = settings.event_claim_idle;
     config.metrics = Some(infra.metrics.bus.clone());
-    crate::bus::spawn_consumer(
+    crate::messaging::bus::spawn_consumer(
         infra.redis_client.clone(),
         infra.redis.clone(),
         config,
@@ -268,7 +268,7 @@ async fn termination() {
 }
 
 /// Prints a configuration error as one line and exits, for `main`.
-pub fn exit_on_config_error<T>(result: Result<T, crate::config::ConfigError>) -> T {
+pub fn exit_on_config_error<T>(result: Result<T, crate::runtime::config::ConfigError>) -> T {
     result.unwrap_or_else(|err| {
         eprintln!("{err}");
         std::process::exit(2)

@@ -9,9 +9,9 @@ use mongodb::Database;
 use poem_openapi::{ApiResponse, Object, OpenApi, Tags, payload::Json, payload::PlainText};
 
 use crate::{
-    error::ErrorBody,
-    infra::{self, Redis},
-    metrics::Metrics,
+    http::error::ErrorBody,
+    runtime::infra::{self, Redis},
+    runtime::metrics::Metrics,
 };
 
 #[derive(Tags)]

@@ -6,7 +6,7 @@ use std::{sync::LazyLock, time::Duration};
 
 use redis::{AsyncCommands, Script, SetExpiry, SetOptions};
 
-use crate::{error::DependencyError, infra::Redis};
+use crate::{http::error::DependencyError, runtime::infra::Redis};
 
 pub fn lock_key(prefix: &str, ticket_id: &str) -> String {
     format!("{prefix}lock:ticket:{ticket_id}")

@@ -6,7 +6,7 @@ use anyhow::Context;
 use mongodb::{Client, Database, bson::doc, options::ClientOptions};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use crate::config::CommonSettings;
+use crate::runtime::config::CommonSettings;
 
 /// How long a request waits on a dependency before answering 503.
 pub const DEPENDENCY_TIMEOUT: Duration = Duration::from_secs(2);

@@ -12,9 +12,9 @@ use redis::{
 
 use super::{Handler, consumer::Consumer};
 use crate::{
-    error::DependencyError,
-    events::{DEAD_LETTER, stream_key},
-    infra::Redis,
+    http::error::DependencyError,
+    messaging::events::{DEAD_LETTER, stream_key},
+    runtime::infra::Redis,
 };
 
 const TRIM_EVERY: Duration = Duration::from_secs(60);

@@ -4,9 +4,9 @@
 use redis::{AsyncCommands, streams::StreamRangeReply};
 
 use crate::{
-    error::DependencyError,
-    events::{DEAD_LETTER, stream_key},
-    infra::Redis,
+    http::error::DependencyError,
+    messaging::events::{DEAD_LETTER, stream_key},
+    runtime::infra::Redis,
 };
 
 /// One dead letter: where it came from, why it failed, and the event itself (absent when

@@ -4,7 +4,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use uuid::Uuid;
 
-use crate::money::Price;
+use crate::domain::money::Price;
 
 pub const TICKET_CREATED: &str = "ticket:created";
 pub const TICKET_UPDATED: &str = "ticket:updated";

@@ -86,7 +86,7 @@ impl From<mongodb::error::Error> for DependencyError {
 
 impl From<redis::RedisError> for DependencyError {
     fn from(err: redis::RedisError) -> Self {
-        if crate::bus::failure::is_transient(&err) {
+        if crate::messaging::bus::failure::is_transient(&err) {
             Self::Unavailable(err.into())
         } else {
             Self::Unexpected(err.into())
@@ -215,14 +215,14 @@ fn describe_client_error(raw: &str) -> String {
 #[macro_export]
 macro_rules! dependency_errors {
     ($($ty:ty),+ $(,)?) => {$(
-        impl ::std::convert::From<$crate::error::DependencyError> for $ty {
-            fn from(err: $crate::error::DependencyError) -> Self {
+        impl ::std::convert::From<$crate::http::error::DependencyError> for $ty {
+            fn from(err: $crate::http::error::DependencyError) -> Self {
                 match err {
-                    $crate::error::DependencyError::Unavailable(e) => {
-                        Self::Unavailable($crate::error::ErrorBody::unavailable(e))
+                    $crate::http::error::DependencyError::Unavailable(e) => {
+                        Self::Unavailable($crate::http::error::ErrorBody::unavailable(e))
                     }
-                    $crate::error::DependencyError::Unexpected(e) => {
-                        Self::Unexpected($crate::error::ErrorBody::unexpected(e))
+                    $crate::http::error::DependencyError::Unexpected(e) => {
+                        Self::Unexpected($crate::http::error::ErrorBody::unexpected(e))
                     }
                 }
             }

@@ -14,7 +14,7 @@ use mongodb::{
 use prometheus::IntGaugeVec;
 use tokio_util::sync::CancellationToken;
 
-use crate::{bus::Publisher, error::DependencyError, events::Envelope};
+use crate::{http::error::DependencyError, messaging::bus::Publisher, messaging::events::Envelope};
 
 pub const FIELD: &str = "outbox";
 

@@ -24,9 +24,9 @@ use super::{
     failure::{Failure, classify},
 };
 use crate::{
-    error::DependencyError,
-    events::{DEAD_LETTER, Envelope, stream_key},
-    infra::Redis,
+    http::error::DependencyError,
+    messaging::events::{DEAD_LETTER, Envelope, stream_key},
+    runtime::infra::Redis,
 };
 
 pub(super) const MIN_BACKOFF: Duration = Duration::from_millis(100);

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::error::DependencyError;
+use crate::http::error::DependencyError;
 
 /// A handler's answer that the event is right but early: handle it again at `due`.
 #[derive(Debug, thiserror::Error)]

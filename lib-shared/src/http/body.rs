@@ -9,7 +9,7 @@ use poem_openapi::{
 };
 use serde_json::Value;
 
-use crate::error::ErrorBody;
+use crate::http::error::ErrorBody;
 
 /// Use in place of poem-openapi's `Json<T>` for request bodies.
 pub struct JsonBody<T>(pub T);
@@ -107,7 +107,7 @@ fn json_type_matches(expected: &str, v: &Value) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{error::JsonErrors, types::Text};
+    use crate::{http::error::JsonErrors, http::types::Text};
     use poem::{EndpointExt, test::TestClient};
     use poem_openapi::{Object, OpenApi, OpenApiService};
 

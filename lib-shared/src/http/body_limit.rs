@@ -4,7 +4,7 @@
 use poem::{Body, Endpoint, IntoResponse, Middleware, Request, Response, http::StatusCode};
 use tokio::io::AsyncReadExt;
 
-use crate::error::ErrorBody;
+use crate::http::error::ErrorBody;
 
 pub struct BodyLimit(pub usize);
 
