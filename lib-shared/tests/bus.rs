@@ -5,7 +5,7 @@ use std::{sync::Arc, time::Duration};
 use lib_shared::{
     messaging::bus::{ConsumerConfig, Handler, Publisher, spawn_consumer},
     messaging::events::{Envelope, ExpirationComplete, stream_key},
-    messaging::outbox::{self, Outbox},
+    messaging::outbox::Outbox,
     testing,
 };
 use mongodb::bson::{doc, oid::ObjectId};
@@ -208,15 +208,7 @@ async fn the_outbox_relay_publishes_events_left_in_documents() {
     let id = ObjectId::new();
     // The state write happened; the process died before publishing.
     let mut document = doc! { "_id": id, "status": "cancelled" };
-    document.insert(
-        "outbox",
-        outbox::push(std::slice::from_ref(&event))
-            .get_document("outbox")
-            .unwrap()
-            .get_array("$each")
-            .unwrap()
-            .clone(),
-    );
+    document.insert("outbox", vec![mongodb::bson::to_bson(&event).unwrap()]);
     db.collection("orders").insert_one(document).await.unwrap();
 
     let relay = Outbox::new(db.clone(), s.publisher.clone(), &["orders"]);

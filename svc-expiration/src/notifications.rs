@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use futures::StreamExt;
+use lib_shared::domain::locks::lock_key;
 use tokio_util::sync::CancellationToken;
 
 use crate::{metrics::ExpiryMetrics, queue::DelayQueue};
@@ -47,7 +48,7 @@ impl LapsedLocks {
             .subscribe(format!("__keyevent@{db}__:expired"))
             .await?;
         tracing::info!(db, "listening for lapsed ticket locks");
-        let lock_prefix = format!("{}lock:ticket:", self.prefix);
+        let lock_prefix = lock_key(&self.prefix, "");
         let mut messages = pubsub.on_message();
         while let Some(msg) = messages.next().await {
             let Ok(key) = msg.get_payload::<String>() else {

@@ -10,8 +10,9 @@ use std::sync::LazyLock;
 
 use chrono::{SecondsFormat, Utc};
 use lib_shared::{
+    domain::locks::lock_key,
     http::error::DependencyError,
-    messaging::events::{EXPIRATION_COMPLETE, stream_key},
+    messaging::events::{EXPIRATION_COMPLETE, Envelope, ExpirationComplete, stream_key},
     runtime::infra::Redis,
 };
 use redis::{AsyncCommands, Script};
@@ -23,9 +24,14 @@ pub const CLAIM_BATCH: usize = 200;
 const FIRED_TTL_SECONDS: u64 = 7 * 24 * 3600;
 
 /// Shared by the scripts: forget an order's ticket mappings, then publish its expiry
-/// unless it already fired. ARGV[1] is the key prefix; returns 1 when published.
+/// unless it already fired. The entry's stream, field names, type and payload come from
+/// Rust (`EventShape`, eight ARGV from `at`); returns 1 when published.
 const FIRE_FN: &str = r#"
-local function fire(prefix, order, event_id, occurred_at, fired_ttl)
+local function shape_at(at)
+    return {stream = ARGV[at], id = ARGV[at + 1], kind = ARGV[at + 2], at = ARGV[at + 3],
+        data = ARGV[at + 4], subject = ARGV[at + 5], head = ARGV[at + 6], tail = ARGV[at + 7]}
+end
+local function fire(prefix, shape, order, event_id, occurred_at, fired_ttl)
     local ticket = redis.call('HGET', prefix .. 'expiration:order-ticket', order)
     if ticket then
         redis.call('HDEL', prefix .. 'expiration:order-ticket', order)
@@ -35,26 +41,25 @@ local function fire(prefix, order, event_id, occurred_at, fired_ttl)
     if not redis.call('SET', prefix .. 'expiration:fired:' .. order, '1', 'NX', 'EX', fired_ttl) then
         return 0
     end
-    redis.call('XADD', prefix .. 'events:expiration:complete', '*',
-        'id', event_id, 'type', 'expiration:complete', 'occurredAt', occurred_at,
-        'data', '{"orderId":"' .. order .. '"}')
+    redis.call('XADD', shape.stream, '*', shape.id, event_id, shape.kind, shape.subject,
+        shape.at, occurred_at, shape.data, shape.head .. order .. shape.tail)
     return 1
 end
 "#;
 
-/// ARGV: prefix, now ms, batch, occurredAt, fired ttl, then one event id per batch slot.
-/// Returns a flat list of order, due ms for each order published.
+/// ARGV: prefix, now ms, batch, occurredAt, fired ttl, the event shape (6..13), then one
+/// event id per batch slot. Returns a flat list of order, due ms for each order published.
 static CLAIM: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         r#"{FIRE_FN}
-        local prefix = ARGV[1]
+        local prefix, shape = ARGV[1], shape_at(6)
         local due = redis.call('ZRANGEBYSCORE', prefix .. 'expiration:due', '-inf', ARGV[2],
             'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[3]))
         local out = {{}}
         for i = 1, #due, 2 do
             local order, score = due[i], due[i + 1]
             redis.call('ZREM', prefix .. 'expiration:due', order)
-            if fire(prefix, order, ARGV[5 + (i + 1) / 2], ARGV[4], ARGV[5]) == 1 then
+            if fire(prefix, shape, order, ARGV[13 + (i + 1) / 2], ARGV[4], ARGV[5]) == 1 then
                 table.insert(out, order)
                 table.insert(out, score)
             end
@@ -64,25 +69,26 @@ static CLAIM: LazyLock<Script> = LazyLock::new(|| {
     ))
 });
 
-/// ARGV: prefix, ticket id, occurredAt, fired ttl, event id, now ms. For a lapsed lock:
+/// ARGV: prefix, ticket id, occurredAt, fired ttl, event id, now ms, the ticket's lock key,
+/// the event shape (8..15). For a lapsed lock:
 /// fires the order the ticket was last reserved for, but only once it is due (or, when the
 /// queue has lost it, only while nobody holds the ticket), so a late notice of an older
 /// order's lapse never fires a newer order early. Returns order, due (-1 if unqueued).
 static FIRE_FOR_TICKET: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         r#"{FIRE_FN}
-        local prefix = ARGV[1]
+        local prefix, shape = ARGV[1], shape_at(8)
         local order = redis.call('GET', prefix .. 'expiration:ticket-order:' .. ARGV[2])
         if not order then return {{}} end
         local score = redis.call('ZSCORE', prefix .. 'expiration:due', order)
         if score then
             if tonumber(score) > tonumber(ARGV[6]) then return {{}} end
-        elseif redis.call('EXISTS', prefix .. 'lock:ticket:' .. ARGV[2]) == 1 then
+        elseif redis.call('EXISTS', ARGV[7]) == 1 then
             -- Not in the queue and the ticket is held again: not this order's lapse.
             return {{}}
         end
         redis.call('ZREM', prefix .. 'expiration:due', order)
-        if fire(prefix, order, ARGV[5], ARGV[3], ARGV[4]) == 1 then return {{order, score or '-1'}} end
+        if fire(prefix, shape, order, ARGV[5], ARGV[3], ARGV[4]) == 1 then return {{order, score or '-1'}} end
         return {{}}
         "#
     ))
@@ -128,19 +134,56 @@ pub struct Fired {
     pub due_ms: Option<i64>,
 }
 
+/// How the scripts append `expiration:complete`: the stream, the envelope's field names,
+/// the type and the payload around the order id, all taken from the shared event types
+/// (`ExpirationComplete` serialised by serde), so the Lua spells none of them.
+#[derive(Clone)]
+struct EventShape {
+    args: [String; 8],
+}
+
+impl EventShape {
+    const MARK: &'static str = "ORDER-ID";
+
+    fn new(prefix: &str) -> Self {
+        let data = serde_json::to_string(&ExpirationComplete {
+            order_id: Self::MARK.into(),
+        })
+        .expect("event payloads serialize");
+        let (head, tail) = data
+            .split_once(Self::MARK)
+            .expect("the order id appears in the payload");
+        let [id, kind, at, field] = Envelope::FIELDS;
+        Self {
+            args: [
+                stream_key(prefix, EXPIRATION_COMPLETE),
+                id.into(),
+                kind.into(),
+                at.into(),
+                field.into(),
+                EXPIRATION_COMPLETE.into(),
+                head.into(),
+                tail.into(),
+            ],
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct DelayQueue {
     redis: Redis,
     prefix: String,
+    shape: EventShape,
 }
 
 impl DelayQueue {
     pub fn new(redis: Redis, prefix: String) -> Self {
-        debug_assert_eq!(
-            stream_key("", EXPIRATION_COMPLETE),
-            "events:expiration:complete"
-        );
-        Self { redis, prefix }
+        let shape = EventShape::new(&prefix);
+        Self {
+            redis,
+            prefix,
+            shape,
+        }
     }
 
     fn due_key(&self) -> String {
@@ -204,7 +247,8 @@ impl DelayQueue {
             .arg(now_ms)
             .arg(CLAIM_BATCH)
             .arg(occurred_at())
-            .arg(FIRED_TTL_SECONDS);
+            .arg(FIRED_TTL_SECONDS)
+            .arg(&self.shape.args);
         for _ in 0..CLAIM_BATCH {
             call.arg(uuid::Uuid::now_v7().to_string());
         }
@@ -223,6 +267,8 @@ impl DelayQueue {
             .arg(FIRED_TTL_SECONDS)
             .arg(uuid::Uuid::now_v7().to_string())
             .arg(Utc::now().timestamp_millis())
+            .arg(lock_key(&self.prefix, ticket))
+            .arg(&self.shape.args)
             .invoke_async(&mut conn)
             .await?;
         Ok(pairs(flat).into_iter().next())
@@ -247,4 +293,26 @@ fn pairs(flat: Vec<String>) -> Vec<Fired> {
             _ => None,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scripts_write_the_payload_serde_writes() {
+        let shape = EventShape::new("p:");
+        let [stream, .., subject, head, tail] = &shape.args;
+        assert_eq!(stream, "p:events:expiration:complete");
+        assert_eq!(subject, EXPIRATION_COMPLETE);
+        let order = "64b7f0c2a1b2c3d4e5f60718";
+        let envelope = Envelope {
+            id: "e".into(),
+            kind: subject.clone(),
+            occurred_at: occurred_at(),
+            data: format!("{head}{order}{tail}"),
+        };
+        let decoded: ExpirationComplete = envelope.decode().unwrap();
+        assert_eq!(decoded.order_id, order);
+    }
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use lib_shared::{
-    domain::ids::parse_id,
+    domain::{ids::parse_id, states::TicketStatus},
     messaging::bus::Handler,
     messaging::events::{
         EXPIRATION_COMPLETE, Envelope, ExpirationComplete, PAYMENT_CREATED,
@@ -13,10 +13,7 @@ use lib_shared::{
     },
 };
 
-use crate::{
-    reservations::Reservations,
-    store::{self, TicketCopy},
-};
+use crate::{reservations::Reservations, store::TicketCopy};
 
 pub const SUBJECTS: &[&str] = &[
     TICKET_CREATED,
@@ -40,10 +37,10 @@ impl Handler for Events {
                     title: t.title,
                     price_cents: t.price.cents(),
                     user_id: t.user_id,
-                    status: "available".into(),
+                    status: TicketStatus::Available,
                     version: t.version,
                 };
-                store::apply_ticket(&self.reservations.db, &copy).await?;
+                self.reservations.copy_ticket(&copy).await?;
             }
             TICKET_UPDATED => {
                 let t: TicketUpdated = event.decode()?;
@@ -55,7 +52,7 @@ impl Handler for Events {
                     status: t.status,
                     version: t.version,
                 };
-                store::apply_ticket(&self.reservations.db, &copy).await?;
+                self.reservations.copy_ticket(&copy).await?;
             }
             EXPIRATION_COMPLETE => {
                 let e: ExpirationComplete = event.decode()?;

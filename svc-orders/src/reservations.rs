@@ -3,32 +3,26 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+mod events;
+
+use chrono::{SecondsFormat, Utc};
 use lib_shared::{
     domain::locks::{Holder, Locks, Release},
     domain::money::Price,
+    domain::states::{CancelReason, OrderStatus},
     http::error::DependencyError,
-    messaging::bus::NotYet,
-    messaging::events::{
-        Envelope, OrderCancelled, OrderCompleted, OrderCreated, OrderExtended, PaymentCreated,
-        PricedTicketRef, TicketRef,
-    },
+    messaging::events::{Envelope, OrderCancelled, OrderCreated, PricedTicketRef, TicketRef},
     messaging::outbox::Outbox,
 };
 use mongodb::{Database, bson::oid::ObjectId};
 
-use crate::store::{
-    self, CANCELLED, COMPLETE, CREATED, InsertError, OrderRecord, OrderedTicket, now,
-};
-
-pub const REASON_USER: &str = "user";
-pub const REASON_EXPIRED: &str = "expired";
+use crate::store::{self, InsertError, OrderRecord, OrderedTicket, TicketCopy, now};
 
 pub struct Reservations {
-    pub db: Database,
-    pub outbox: Outbox,
-    pub locks: Locks,
-    pub ttl: Duration,
+    db: Database,
+    outbox: Outbox,
+    locks: Locks,
+    ttl: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +48,43 @@ pub enum Cancelled {
 }
 
 impl Reservations {
+    pub fn new(db: Database, outbox: Outbox, locks: Locks, ttl: Duration) -> Self {
+        Self {
+            db,
+            outbox,
+            locks,
+            ttl,
+        }
+    }
+
+    /// The buyer's orders, newest first, one more than `limit` to tell a next page.
+    pub async fn history(
+        &self,
+        user_id: &str,
+        status: Option<OrderStatus>,
+        before: Option<ObjectId>,
+        limit: u32,
+    ) -> Result<Vec<OrderRecord>, DependencyError> {
+        store::history(&self.db, user_id, status, before, limit).await
+    }
+
+    /// The order if it is this buyer's: another buyer's order is as good as missing.
+    pub async fn own_order(
+        &self,
+        user_id: &str,
+        id: ObjectId,
+    ) -> Result<Option<OrderRecord>, DependencyError> {
+        Ok(store::find(&self.db, id)
+            .await?
+            .filter(|o| o.user_id == user_id))
+    }
+
+    /// Keeps this service's copy of a ticket; duplicates and older versions change nothing.
+    pub async fn copy_ticket(&self, ticket: &TicketCopy) -> Result<(), DependencyError> {
+        store::apply_ticket(&self.db, ticket).await?;
+        Ok(())
+    }
+
     #[tracing::instrument(skip_all, fields(%ticket_id))]
     pub async fn create(
         &self,
@@ -96,7 +127,7 @@ impl Reservations {
         let order = OrderRecord {
             id: order_id,
             user_id: user_id.to_string(),
-            status: CREATED.into(),
+            status: OrderStatus::Created,
             ticket: OrderedTicket {
                 id: ticket.id.to_hex(),
                 title: ticket.title,
@@ -113,7 +144,7 @@ impl Reservations {
             active_ticket_id: Some(ticket.id.to_hex()),
         };
         for attempt in 0..2 {
-            match store::insert(&self.db, &self.outbox, &order, created_event(&order)).await {
+            match store::insert(&self.outbox, &order, created_event(&order)).await {
                 Ok(()) => {
                     tracing::info!(order_id = %order.id, "ticket reserved");
                     return Ok(order);
@@ -126,7 +157,7 @@ impl Reservations {
             }
         }
         match store::live_for_ticket(&self.db, &order.ticket.id).await? {
-            Some(live) if live.status == COMPLETE => Err(CreateError::Sold),
+            Some(live) if live.status == OrderStatus::Complete => Err(CreateError::Sold),
             _ => Err(CreateError::Reserved),
         }
     }
@@ -135,10 +166,10 @@ impl Reservations {
     /// simply has not been expired yet, so expire it now.
     async fn clear_lapsed(&self, ticket_id: &str) -> Result<(), DependencyError> {
         if let Some(live) = store::live_for_ticket(&self.db, ticket_id).await?
-            && live.status == CREATED
+            && live.status == OrderStatus::Created
             && live.expires_at <= Utc::now()
         {
-            self.cancel(live, REASON_EXPIRED).await?;
+            self.cancel(live, CancelReason::Expired).await?;
         }
         Ok(())
     }
@@ -148,13 +179,13 @@ impl Reservations {
     pub async fn cancel(
         &self,
         mut order: OrderRecord,
-        reason: &str,
+        reason: CancelReason,
     ) -> Result<Cancelled, DependencyError> {
         for _ in 0..10 {
-            match order.status.as_str() {
-                CANCELLED => return Ok(Cancelled::Already(order)),
-                COMPLETE => return Ok(Cancelled::Paid),
-                _ => {}
+            match order.status {
+                OrderStatus::Cancelled => return Ok(Cancelled::Already(order)),
+                OrderStatus::Complete => return Ok(Cancelled::Paid),
+                OrderStatus::Created => {}
             }
             let order_hex = order.id.to_hex();
             if self.locks.release(&order.ticket.id, &order_hex).await? == Release::SoldToThisOrder {
@@ -162,9 +193,9 @@ impl Reservations {
             }
             let now = now();
             let next = OrderRecord {
-                status: CANCELLED.into(),
+                status: OrderStatus::Cancelled,
                 cancelled_at: Some(now),
-                cancel_reason: Some(reason.to_string()),
+                cancel_reason: Some(reason),
                 updated_at: now,
                 version: order.version + 1,
                 active_ticket_id: None,
@@ -176,10 +207,10 @@ impl Reservations {
                 ticket: TicketRef {
                     id: next.ticket.id.clone(),
                 },
-                reason: reason.to_string(),
+                reason,
             });
-            if store::replace(&self.db, &self.outbox, &order, &next, event).await? {
-                tracing::info!(order_id = %next.id, reason, "order cancelled");
+            if store::replace(&self.outbox, &order, &next, event).await? {
+                tracing::info!(order_id = %next.id, %reason, "order cancelled");
                 return Ok(Cancelled::Now(next));
             }
             order = store::find(&self.db, order.id)
@@ -191,106 +222,6 @@ impl Reservations {
             order.id
         )))
     }
-
-    /// `expiration:complete`: cancels a `created` order whose window is over.
-    #[tracing::instrument(skip_all, fields(%order_id))]
-    pub async fn expire(&self, order_id: ObjectId) -> anyhow::Result<()> {
-        let Some(order) = store::find(&self.db, order_id).await? else {
-            tracing::warn!("expiry for an unknown order ignored");
-            return Ok(());
-        };
-        if order.status != CREATED {
-            return Ok(());
-        }
-        // Never before the window ends: an early expiry (a clock ahead, a reservation
-        // extended meanwhile) comes back when due.
-        if order.expires_at > Utc::now() {
-            return Err(NotYet {
-                due: order.expires_at,
-            }
-            .into());
-        }
-        self.cancel(order, REASON_EXPIRED).await?;
-        Ok(())
-    }
-
-    /// `payment:requires-action`: payments has lengthened the ticket's lock while the
-    /// buyer authenticates; the order's `expiresAt` follows, and `order:extended` tells
-    /// tickets and expiration.
-    #[tracing::instrument(skip_all, fields(%order_id))]
-    pub async fn extend(&self, order_id: ObjectId, until: DateTime<Utc>) -> anyhow::Result<()> {
-        for _ in 0..10 {
-            let Some(order) = store::find(&self.db, order_id).await? else {
-                anyhow::bail!("extension for an unknown order");
-            };
-            if order.status != CREATED || order.expires_at >= until {
-                return Ok(());
-            }
-            let next = OrderRecord {
-                expires_at: until,
-                updated_at: now(),
-                version: order.version + 1,
-                ..order.clone()
-            };
-            let event = Envelope::new(&OrderExtended {
-                id: order.id.to_hex(),
-                version: next.version,
-                ticket: TicketRef {
-                    id: order.ticket.id.clone(),
-                },
-                expires_at: until.to_rfc3339_opts(SecondsFormat::Millis, true),
-            });
-            if store::replace(&self.db, &self.outbox, &order, &next, event).await? {
-                tracing::info!(%until, "reservation extended for authentication");
-                return Ok(());
-            }
-        }
-        anyhow::bail!("order kept changing while being extended")
-    }
-
-    /// `payment:created`: the order becomes complete and `order:completed` follows.
-    #[tracing::instrument(skip_all, fields(order_id = %payment.order_id))]
-    pub async fn complete(
-        &self,
-        order_id: ObjectId,
-        payment: &PaymentCreated,
-    ) -> anyhow::Result<()> {
-        for _ in 0..10 {
-            let order = store::find(&self.db, order_id)
-                .await?
-                .ok_or_else(|| anyhow::anyhow!("payment for an unknown order"))?;
-            match order.status.as_str() {
-                COMPLETE => return Ok(()),
-                CANCELLED => {
-                    tracing::error!(payment_id = %payment.id, "payment for a cancelled order; payments refunds it");
-                    return Ok(());
-                }
-                _ => {}
-            }
-            let now = now();
-            let next = OrderRecord {
-                status: COMPLETE.into(),
-                completed_at: Some(now),
-                payment_id: Some(payment.id.clone()),
-                updated_at: now,
-                version: order.version + 1,
-                ..order.clone()
-            };
-            let event = Envelope::new(&OrderCompleted {
-                id: order.id.to_hex(),
-                version: next.version,
-                ticket: TicketRef {
-                    id: order.ticket.id.clone(),
-                },
-                payment_id: payment.id.clone(),
-            });
-            if store::replace(&self.db, &self.outbox, &order, &next, event).await? {
-                tracing::info!("order complete");
-                return Ok(());
-            }
-        }
-        anyhow::bail!("order kept changing while being completed")
-    }
 }
 
 fn created_event(order: &OrderRecord) -> Envelope {
@@ -298,7 +229,7 @@ fn created_event(order: &OrderRecord) -> Envelope {
         id: order.id.to_hex(),
         version: order.version,
         user_id: order.user_id.clone(),
-        status: order.status.clone(),
+        status: order.status,
         expires_at: order
             .expires_at
             .to_rfc3339_opts(SecondsFormat::Millis, true),

@@ -25,12 +25,12 @@ impl Application {
         let infra = Infra::connect(common).await?;
         let outbox = Outbox::new(infra.mongo.clone(), infra.publisher.clone(), &[COLLECTION])
             .with_gauge(infra.metrics.bus.outbox_waiting.clone());
-        let reservations = Arc::new(Reservations {
-            db: infra.mongo.clone(),
-            outbox: outbox.clone(),
-            locks: infra.locks.clone(),
-            ttl: settings.order_ttl,
-        });
+        let reservations = Arc::new(Reservations::new(
+            infra.mongo.clone(),
+            outbox.clone(),
+            infra.locks.clone(),
+            settings.order_ttl,
+        ));
         // The one-live-order-per-ticket index must exist before orders are taken.
         startup::prepare(&infra, "creating indexes", async |db| {
             store::ensure_indexes(&db).await
@@ -45,9 +45,7 @@ impl Application {
                 reservations: reservations.clone(),
             },
         );
-        let api = OrdersApi {
-            reservations: reservations.clone(),
-        };
+        let api = OrdersApi::new(reservations.clone());
         let description = "Reservations and order history.";
         let inner = startup::launch(common, &infra, api, "Ticketing orders", description).await?;
         Ok(Self {

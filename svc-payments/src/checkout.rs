@@ -7,20 +7,20 @@ use std::{collections::HashMap, sync::Arc};
 
 use chrono::Utc;
 use lib_shared::{
-    domain::locks::{Holder, Locks},
+    domain::{
+        locks::{Holder, Locks},
+        states::OrderStatus,
+    },
     http::error::DependencyError,
     runtime::detached::run_detached_for,
 };
 use mongodb::{Database, bson::oid::ObjectId};
 
 use crate::{
+    domain::PaymentStatus,
     lease::{self, Lease},
     settlement::{Path, Settlement},
-    store::{
-        OrderCopy, PaymentRecord,
-        attempts::{self, PENDING, REQUIRES_ACTION},
-        orders,
-    },
+    store::{OrderCopy, PaymentRecord, attempts, orders},
     stripe::StripeFailure,
 };
 
@@ -55,13 +55,64 @@ pub enum PayError {
 }
 
 pub struct Checkout {
-    pub db: Database,
-    pub locks: Locks,
-    pub settlement: Arc<Settlement>,
-    pub instance: String,
+    db: Database,
+    locks: Locks,
+    settlement: Arc<Settlement>,
+    instance: String,
 }
 
 impl Checkout {
+    pub fn new(db: Database, locks: Locks, settlement: Arc<Settlement>, instance: String) -> Self {
+        Self {
+            db,
+            locks,
+            settlement,
+            instance,
+        }
+    }
+
+    /// How long a payment request waits for its work before answering with the attempt.
+    pub fn answer_within(&self) -> std::time::Duration {
+        self.settlement.timing().answer_within
+    }
+
+    /// The payment if it is this buyer's.
+    pub async fn payment(
+        &self,
+        user_id: &str,
+        id: ObjectId,
+    ) -> Result<Option<PaymentRecord>, DependencyError> {
+        Ok(attempts::find(&self.db, id)
+            .await?
+            .filter(|p| p.user_id == user_id))
+    }
+
+    /// The buyer's payments, newest first, one more than `limit` to tell a next page.
+    pub async fn payments(
+        &self,
+        user_id: &str,
+        order_id: Option<&str>,
+        before: Option<ObjectId>,
+        limit: u32,
+    ) -> Result<Vec<PaymentRecord>, DependencyError> {
+        attempts::list(&self.db, user_id, order_id, before, limit).await
+    }
+
+    /// Keeps this service's copy of an order from `order:created`.
+    pub async fn copy_order(&self, order: &OrderCopy) -> Result<(), DependencyError> {
+        orders::apply_order(&self.db, order).await
+    }
+
+    /// An order moved on (`order:cancelled`, `order:completed`); older news changes nothing.
+    pub async fn order_moved(
+        &self,
+        order_id: ObjectId,
+        status: OrderStatus,
+        version: i64,
+    ) -> Result<(), DependencyError> {
+        orders::set_order_status(&self.db, order_id, status, version).await
+    }
+
     /// The attempt as it stands when the work ends, or after the bounded wait.
     #[tracing::instrument(skip_all, fields(%order_id))]
     pub async fn pay(
@@ -72,7 +123,7 @@ impl Checkout {
     ) -> Result<PaymentRecord, PayError> {
         let this = self.clone();
         let user = user_id.to_string();
-        let wait = self.settlement.timing.answer_within;
+        let wait = self.answer_within();
         let work = async move { this.pay_now(&user, order_id, method).await };
         match run_detached_for(wait, work).await {
             Some(result) => result,
@@ -102,7 +153,7 @@ impl Checkout {
             Method::PaymentMethod(pm) => pm,
             Method::Token(token) => self
                 .settlement
-                .stripe
+                .stripe()
                 .card_for_token(&token)
                 .await
                 .map_err(|e| stripe_error(e, "token"))?,
@@ -125,13 +176,13 @@ impl Checkout {
                 .await?;
             return Err(PayError::AlreadyPaid);
         }
-        let timing = &self.settlement.timing;
+        let timing = self.settlement.timing();
         let held = Lease::keep(&self.db, attempt.id, owner, timing.lease);
         let charged = self.charge(attempt.clone()).await;
         let now = attempts::find(&self.db, attempt.id)
             .await?
             .unwrap_or(attempt);
-        let after = if now.status == REQUIRES_ACTION {
+        let after = if now.status == PaymentStatus::RequiresAction {
             timing.action_poll
         } else {
             timing.reconcile_every
@@ -149,10 +200,10 @@ impl Checkout {
             .await?
             .filter(|o| o.user_id == user_id)
             .ok_or(PayError::NotFound)?;
-        match order.status.as_str() {
-            "cancelled" => return Err(PayError::Cancelled),
-            "complete" => return Err(PayError::AlreadyPaid),
-            _ => {}
+        match order.status {
+            OrderStatus::Cancelled => return Err(PayError::Cancelled),
+            OrderStatus::Complete => return Err(PayError::AlreadyPaid),
+            OrderStatus::Created => {}
         }
         if attempts::succeeded_for(&self.db, &order_id.to_hex())
             .await?
@@ -186,11 +237,11 @@ impl Checkout {
                 stripe_key: format!("ticketing-pi-{order_hex}-{number}"),
                 payment_method: payment_method.to_string(),
                 stripe_id: None,
-                status: PENDING.into(),
+                status: PaymentStatus::Pending,
                 client_secret: None,
                 failure: None,
                 in_flight: Some(true),
-                lease_until: Some(now + self.settlement.timing.lease),
+                lease_until: Some(now + self.settlement.timing().lease),
                 lease_owner: Some(owner.to_string()),
                 refund_tries: 0,
                 refund_id: None,
@@ -199,9 +250,9 @@ impl Checkout {
             };
             if attempts::open(&self.db, &attempt).await? {
                 self.settlement
-                    .metrics
+                    .metrics()
                     .attempts
-                    .with_label_values(&[PENDING])
+                    .with_label_values(&[PaymentStatus::Pending.as_str()])
                     .inc();
                 return Ok(Some(attempt));
             }
@@ -226,7 +277,7 @@ impl Checkout {
             ("paymentId".to_string(), attempt.id.to_hex()),
         ]);
         let created = s
-            .stripe
+            .stripe()
             .create_intent(
                 attempt.amount,
                 &attempt.payment_method,
@@ -247,7 +298,7 @@ impl Checkout {
             return Ok(());
         }
         attempt.stripe_id = Some(intent.id.clone());
-        match s.stripe.confirm(&intent.id, &attempt.stripe_key).await {
+        match s.stripe().confirm(&intent.id, &attempt.stripe_key).await {
             Ok(confirmed) => {
                 if let Err(e) = s.apply(&attempt, &confirmed, Path::Request).await {
                     tracing::warn!(error = %e, "payment not settled yet; the reconciler will");
@@ -261,7 +312,7 @@ impl Checkout {
             // Stripe refused to confirm: the intent has a state of its own, so act on it.
             Err(StripeFailure::Invalid(e)) => {
                 tracing::warn!(error = %e, "confirmation refused; settling from the intent's state");
-                let now = s.stripe.retrieve(&intent.id).await;
+                let now = s.stripe().retrieve(&intent.id).await;
                 if let Err(e) = async { s.apply(&attempt, &now?, Path::Request).await }.await {
                     tracing::warn!(error = %e, "payment not settled yet; the reconciler will");
                 }

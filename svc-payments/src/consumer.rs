@@ -1,22 +1,22 @@
 //! Payments keeps its own copy of the orders from `order:*` events.
 
+use std::sync::Arc;
+
+use crate::{checkout::Checkout, store::orders::OrderCopy};
 use anyhow::Context;
 use lib_shared::{
-    domain::ids::parse_id,
+    domain::{ids::parse_id, states::OrderStatus},
     messaging::bus::Handler,
     messaging::events::{
         Envelope, ORDER_CANCELLED, ORDER_COMPLETED, ORDER_CREATED, OrderCancelled, OrderCompleted,
         OrderCreated,
     },
 };
-use mongodb::Database;
-
-use crate::store::orders::{self, OrderCopy};
 
 pub const SUBJECTS: &[&str] = &[ORDER_CREATED, ORDER_CANCELLED, ORDER_COMPLETED];
 
 pub struct OrderEvents {
-    pub db: Database,
+    pub checkout: Arc<Checkout>,
 }
 
 impl Handler for OrderEvents {
@@ -32,17 +32,21 @@ impl Handler for OrderEvents {
                     status: o.status,
                     version: o.version,
                 };
-                orders::apply_order(&self.db, &copy).await?;
+                self.checkout.copy_order(&copy).await?;
             }
             ORDER_CANCELLED => {
                 let o: OrderCancelled = event.decode()?;
                 let id = parse_id(&o.id).context("malformed order id")?;
-                orders::set_order_status(&self.db, id, "cancelled", o.version).await?;
+                (self.checkout)
+                    .order_moved(id, OrderStatus::Cancelled, o.version)
+                    .await?;
             }
             ORDER_COMPLETED => {
                 let o: OrderCompleted = event.decode()?;
                 let id = parse_id(&o.id).context("malformed order id")?;
-                orders::set_order_status(&self.db, id, "complete", o.version).await?;
+                (self.checkout)
+                    .order_moved(id, OrderStatus::Complete, o.version)
+                    .await?;
             }
             other => anyhow::bail!("unexpected event type {other}"),
         }

@@ -5,6 +5,8 @@
 
 pub mod checkout;
 pub mod consumer;
+pub mod domain;
+pub mod idempotency;
 pub mod lease;
 pub mod metrics;
 pub mod reconciler;

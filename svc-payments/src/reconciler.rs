@@ -9,9 +9,10 @@ use mongodb::Database;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    domain::PaymentStatus,
     lease::{self, Lease},
     settlement::{Path, SettleError, Settlement},
-    store::attempts::{self, PENDING, PaymentRecord, REFUNDING, REQUIRES_ACTION},
+    store::attempts::{self, PaymentRecord},
 };
 
 /// Most attempts one pass takes on, so a backlog does not starve the next pass.
@@ -19,15 +20,23 @@ const PER_PASS: usize = 100;
 const MAX_REFUND_BACKOFF: Duration = Duration::from_secs(60);
 
 pub struct Reconciler {
-    pub db: Database,
-    pub settlement: Arc<Settlement>,
-    pub instance: String,
+    db: Database,
+    settlement: Arc<Settlement>,
+    instance: String,
 }
 
 impl Reconciler {
+    pub fn new(db: Database, settlement: Arc<Settlement>, instance: String) -> Self {
+        Self {
+            db,
+            settlement,
+            instance,
+        }
+    }
+
     pub fn spawn(self: Arc<Self>, shutdown: CancellationToken) {
         tokio::spawn(async move {
-            let every = self.settlement.timing.reconcile_every;
+            let every = self.settlement.timing().reconcile_every;
             loop {
                 tokio::select! {
                     _ = tokio::time::sleep(every) => {}
@@ -42,8 +51,8 @@ impl Reconciler {
 
     /// Takes and settles the attempts whose lease has run out; returns how many.
     pub async fn pass(&self) -> Result<usize, SettleError> {
-        self.settlement.metrics.reconciler_runs.inc();
-        let timing = &self.settlement.timing;
+        self.settlement.metrics().reconciler_runs.inc();
+        let timing = self.settlement.timing();
         for done in 0..PER_PASS {
             let owner = lease::owner(&self.instance);
             let until = Utc::now() + timing.lease;
@@ -66,7 +75,7 @@ impl Reconciler {
     #[tracing::instrument(skip_all, fields(payment_id = %attempt.id, status = %attempt.status))]
     async fn settle(&self, attempt: &PaymentRecord) -> Result<(), SettleError> {
         let settlement = &self.settlement;
-        if attempt.status == REFUNDING {
+        if attempt.status == PaymentStatus::Refunding {
             return settlement.refund(attempt, Path::Reconciler).await;
         }
         match attempt.stripe_id.as_deref() {
@@ -74,7 +83,7 @@ impl Reconciler {
             // can have moved.
             None => settlement.abandon(attempt, Path::Reconciler).await,
             Some(intent) => {
-                let intent = settlement.stripe.retrieve(intent).await?;
+                let intent = settlement.stripe().retrieve(intent).await?;
                 settlement.apply(attempt, &intent, Path::Reconciler).await
             }
         }
@@ -82,15 +91,17 @@ impl Reconciler {
 
     /// When the reconciler looks at an attempt that is still open again.
     fn next_look(&self, attempt: &PaymentRecord) -> Duration {
-        let timing = &self.settlement.timing;
-        match attempt.status.as_str() {
-            REFUNDING => {
+        let timing = self.settlement.timing();
+        match attempt.status {
+            PaymentStatus::Refunding => {
                 let doublings = attempt.refund_tries.clamp(1, 16) as u32 - 1;
                 (timing.refund_backoff * 2u32.pow(doublings)).min(MAX_REFUND_BACKOFF)
             }
-            REQUIRES_ACTION => timing.action_poll,
-            PENDING => timing.reconcile_every,
-            _ => Duration::ZERO,
+            PaymentStatus::RequiresAction => timing.action_poll,
+            PaymentStatus::Pending => timing.reconcile_every,
+            PaymentStatus::Succeeded | PaymentStatus::Failed | PaymentStatus::Refunded => {
+                Duration::ZERO
+            }
         }
     }
 }

@@ -16,13 +16,11 @@ use mongodb::{
 };
 
 use crate::{
+    domain::PaymentStatus::{self, *},
     metrics::PaymentMetrics,
     settings::Timing,
-    store::attempts::{
-        self, CHARGING, FAILED, Moved, PENDING, PaymentRecord, REFUNDED, REFUNDING,
-        REQUIRES_ACTION, SUCCEEDED,
-    },
-    stripe::{Gateway, Intent, StripeFailure},
+    store::attempts::{self, Moved, PaymentRecord},
+    stripe::{Gateway, Intent, IntentStatus, StripeFailure},
 };
 
 /// Who is settling, for the metrics.
@@ -52,15 +50,45 @@ pub enum SettleError {
 }
 
 pub struct Settlement {
-    pub db: Database,
-    pub outbox: Outbox,
-    pub locks: Locks,
-    pub stripe: Gateway,
-    pub timing: Timing,
-    pub metrics: PaymentMetrics,
+    db: Database,
+    outbox: Outbox,
+    locks: Locks,
+    stripe: Gateway,
+    timing: Timing,
+    metrics: PaymentMetrics,
 }
 
 impl Settlement {
+    pub fn new(
+        db: Database,
+        outbox: Outbox,
+        locks: Locks,
+        stripe: Gateway,
+        timing: Timing,
+        metrics: PaymentMetrics,
+    ) -> Self {
+        Self {
+            db,
+            outbox,
+            locks,
+            stripe,
+            timing,
+            metrics,
+        }
+    }
+
+    pub fn stripe(&self) -> &Gateway {
+        &self.stripe
+    }
+
+    pub fn timing(&self) -> &Timing {
+        &self.timing
+    }
+
+    pub fn metrics(&self) -> &PaymentMetrics {
+        &self.metrics
+    }
+
     /// Acts on what Stripe says of the attempt's PaymentIntent.
     #[tracing::instrument(skip_all, fields(payment_id = %attempt.id, intent = %intent.id, status = %intent.status))]
     pub async fn apply(
@@ -69,24 +97,24 @@ impl Settlement {
         intent: &Intent,
         path: Path,
     ) -> Result<(), SettleError> {
-        match intent.status.as_str() {
-            "succeeded" => self.conclude_sale(attempt, path).await,
-            "requires_action" => self.await_buyer(attempt, intent, path).await,
-            "requires_payment_method" | "canceled" => {
+        match intent.status {
+            IntentStatus::Succeeded => self.conclude_sale(attempt, path).await,
+            IntentStatus::RequiresAction => self.await_buyer(attempt, intent, path).await,
+            IntentStatus::RequiresPaymentMethod | IntentStatus::Canceled => {
                 self.fail(attempt, &intent.failure_message(), path).await?;
                 Ok(())
             }
-            "requires_confirmation" => self.abandon(attempt, path).await,
-            // processing, requires_capture: Stripe has not decided yet; ask again later.
+            IntentStatus::RequiresConfirmation => self.abandon(attempt, path).await,
+            // Processing, RequiresCapture: Stripe has not decided yet; ask again later.
             _ => Ok(()),
         }
     }
 
     /// Charged: a sale if the order still holds its ticket, else the money goes back.
     async fn conclude_sale(&self, attempt: &PaymentRecord, path: Path) -> Result<(), SettleError> {
-        if !CHARGING.contains(&attempt.status.as_str()) {
-            return match attempt.status.as_str() {
-                REFUNDING => self.refund(attempt, path).await,
+        if !attempt.status.is_charging() {
+            return match attempt.status {
+                Refunding => self.refund(attempt, path).await,
                 _ => Ok(()),
             };
         }
@@ -99,11 +127,17 @@ impl Settlement {
                 amount: attempt.amount,
             });
             match self
-                .move_to(attempt, &CHARGING, SUCCEEDED, doc! {}, Some(event))
+                .move_to(
+                    attempt,
+                    &PaymentStatus::CHARGING,
+                    Succeeded,
+                    doc! {},
+                    Some(event),
+                )
                 .await?
             {
                 Moved::Done => {
-                    self.settled(path, SUCCEEDED);
+                    self.settled(path, Succeeded);
                     tracing::info!(order_id = %order, "order paid");
                     return Ok(());
                 }
@@ -116,7 +150,7 @@ impl Settlement {
             tracing::warn!(order_id = %order, "charged, but the order lost its ticket meanwhile; refunding");
         }
         if self
-            .move_to(attempt, &CHARGING, REFUNDING, doc! {}, None)
+            .move_to(attempt, &PaymentStatus::CHARGING, Refunding, doc! {}, None)
             .await?
             == Moved::Done
         {
@@ -137,11 +171,11 @@ impl Settlement {
             Ok(refund_id) => {
                 let set = doc! { "refundId": refund_id };
                 if self
-                    .move_to(attempt, &[REFUNDING], REFUNDED, set, None)
+                    .move_to(attempt, &[Refunding], Refunded, set, None)
                     .await?
                     == Moved::Done
                 {
-                    self.settled(path, REFUNDED);
+                    self.settled(path, Refunded);
                     tracing::warn!(payment_id = %attempt.id, "charge refunded");
                 }
                 Ok(())
@@ -164,7 +198,7 @@ impl Settlement {
         path: Path,
     ) -> Result<(), SettleError> {
         let order = attempt.order_id.as_str();
-        if attempt.status == REQUIRES_ACTION {
+        if attempt.status == RequiresAction {
             // Still waiting: only act once the hold is gone, so a late authentication
             // cannot charge for a ticket the buyer no longer has.
             return match self.locks.holder(&attempt.ticket_id).await? {
@@ -183,7 +217,7 @@ impl Settlement {
             hold_until: hold_until.to_rfc3339_opts(SecondsFormat::Millis, true),
         });
         let set = doc! { "clientSecret": intent.client_secret.clone() };
-        self.move_to(attempt, &[PENDING], REQUIRES_ACTION, set, Some(event))
+        self.move_to(attempt, &[Pending], RequiresAction, set, Some(event))
             .await?;
         Ok(())
     }
@@ -214,9 +248,9 @@ impl Settlement {
             // succeeded): look again.
             Err(StripeFailure::Invalid(_)) => {
                 let now = self.stripe.retrieve(intent).await?;
-                match now.status.as_str() {
-                    "succeeded" => Box::pin(self.conclude_sale(attempt, path)).await,
-                    "canceled" | "requires_payment_method" => {
+                match now.status {
+                    IntentStatus::Succeeded => Box::pin(self.conclude_sale(attempt, path)).await,
+                    IntentStatus::Canceled | IntentStatus::RequiresPaymentMethod => {
                         self.fail(attempt, &now.failure_message(), path).await?;
                         Ok(())
                     }
@@ -234,9 +268,11 @@ impl Settlement {
         path: Path,
     ) -> Result<Moved, DependencyError> {
         let set = doc! { "failure": reason };
-        let moved = self.move_to(attempt, &CHARGING, FAILED, set, None).await?;
+        let moved = self
+            .move_to(attempt, &PaymentStatus::CHARGING, Failed, set, None)
+            .await?;
         if moved == Moved::Done {
-            self.settled(path, FAILED);
+            self.settled(path, Failed);
         }
         Ok(moved)
     }
@@ -244,23 +280,25 @@ impl Settlement {
     async fn move_to(
         &self,
         attempt: &PaymentRecord,
-        from: &[&str],
-        to: &str,
+        from: &[PaymentStatus],
+        to: PaymentStatus,
         set: Document,
         event: Option<Envelope>,
     ) -> Result<Moved, DependencyError> {
-        let moved =
-            attempts::transition(&self.db, &self.outbox, attempt.id, from, to, set, event).await?;
+        let moved = attempts::transition(&self.outbox, attempt.id, from, to, set, event).await?;
         if moved == Moved::Done {
-            self.metrics.attempts.with_label_values(&[to]).inc();
+            self.metrics
+                .attempts
+                .with_label_values(&[to.as_str()])
+                .inc();
         }
         Ok(moved)
     }
 
-    fn settled(&self, path: Path, outcome: &str) {
+    fn settled(&self, path: Path, outcome: PaymentStatus) {
         self.metrics
             .settlements
-            .with_label_values(&[path.label(), outcome])
+            .with_label_values(&[path.label(), outcome.as_str()])
             .inc();
     }
 }

@@ -9,6 +9,7 @@ use crate::{
     Settings,
     checkout::Checkout,
     consumer::{OrderEvents, SUBJECTS},
+    idempotency::Idempotency,
     metrics::PaymentMetrics,
     reconciler::Reconciler,
     routes::{PaymentsApi, WebhookApi},
@@ -31,24 +32,25 @@ impl Application {
         let infra = Infra::connect(common).await?;
         let outbox = Outbox::new(infra.mongo.clone(), infra.publisher.clone(), &[PAYMENTS])
             .with_gauge(infra.metrics.bus.outbox_waiting.clone());
-        let settlement = Arc::new(Settlement {
-            db: infra.mongo.clone(),
-            outbox: outbox.clone(),
-            locks: infra.locks.clone(),
-            stripe: Gateway::new(
-                &settings.stripe_api_base,
-                settings.stripe_secret_key.expose(),
-                settings.stripe_timeout,
-            ),
-            timing: settings.timing.clone(),
-            metrics: PaymentMetrics::register(infra.metrics.registry()),
-        });
-        let checkout = Arc::new(Checkout {
-            db: infra.mongo.clone(),
-            locks: infra.locks.clone(),
-            settlement: settlement.clone(),
-            instance: common.instance.clone(),
-        });
+        let stripe = Gateway::new(
+            &settings.stripe_api_base,
+            settings.stripe_secret_key.expose(),
+            settings.stripe_timeout,
+        );
+        let settlement = Arc::new(Settlement::new(
+            infra.mongo.clone(),
+            outbox.clone(),
+            infra.locks.clone(),
+            stripe,
+            settings.timing.clone(),
+            PaymentMetrics::register(infra.metrics.registry()),
+        ));
+        let checkout = Arc::new(Checkout::new(
+            infra.mongo.clone(),
+            infra.locks.clone(),
+            settlement.clone(),
+            common.instance.clone(),
+        ));
         // One succeeded payment and one attempt in flight per order are enforced by
         // unique indexes: build them first.
         startup::prepare(&infra, "creating indexes", async |db| {
@@ -56,31 +58,30 @@ impl Application {
         })
         .await;
         outbox.spawn_relay(common.outbox_relay_every, infra.shutdown.clone());
-        let reconciler = Arc::new(Reconciler {
-            db: infra.mongo.clone(),
-            settlement: settlement.clone(),
-            instance: common.instance.clone(),
-        });
+        let reconciler = Arc::new(Reconciler::new(
+            infra.mongo.clone(),
+            settlement.clone(),
+            common.instance.clone(),
+        ));
         reconciler.clone().spawn(infra.shutdown.clone());
         startup::consume(
             common,
             &infra,
             SUBJECTS,
             OrderEvents {
-                db: infra.mongo.clone(),
-            },
-        );
-        let api = (
-            PaymentsApi {
                 checkout: checkout.clone(),
             },
-            WebhookApi {
-                webhooks: Arc::new(Webhooks {
-                    db: infra.mongo.clone(),
-                    settlement,
-                    secret: settings.stripe_webhook_secret.clone(),
-                }),
-            },
+        );
+        // A key's claim outlasts the longest a request waits for its payment's work.
+        let keys = Idempotency::new(infra.mongo.clone(), checkout.answer_within() * 4);
+        let webhooks = Webhooks::new(
+            infra.mongo.clone(),
+            settlement,
+            settings.stripe_webhook_secret.clone(),
+        );
+        let api = (
+            PaymentsApi::new(checkout.clone(), keys),
+            WebhookApi::new(Arc::new(webhooks)),
         );
         let description = "Payments for orders through Stripe PaymentIntents, settled by the \
             request, a reconciler and Stripe's webhooks.";

@@ -9,9 +9,10 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::{
+    domain::PaymentStatus,
     settlement::{Path, SettleError, Settlement},
     signature::{self, SignatureError},
-    store::{attempts, attempts::REFUNDING, webhook_events},
+    store::{attempts, webhook_events},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -47,19 +48,27 @@ struct EventData {
 }
 
 pub struct Webhooks {
-    pub db: Database,
-    pub settlement: Arc<Settlement>,
-    pub secret: Option<Secret>,
+    db: Database,
+    settlement: Arc<Settlement>,
+    secret: Option<Secret>,
 }
 
 impl Webhooks {
+    pub fn new(db: Database, settlement: Arc<Settlement>, secret: Option<Secret>) -> Self {
+        Self {
+            db,
+            settlement,
+            secret,
+        }
+    }
+
     /// Verifies and handles one delivery; true when it was news.
     pub async fn receive(
         &self,
         header: Option<&str>,
         payload: &[u8],
     ) -> Result<bool, WebhookError> {
-        let metrics = &self.settlement.metrics.webhooks;
+        let metrics = &self.settlement.metrics().webhooks;
         let secret = self.secret.as_ref().ok_or(WebhookError::NotConfigured)?;
         let now = chrono::Utc::now().timestamp();
         if let Err(e) = signature::verify(secret.expose(), header, payload, now) {
@@ -105,7 +114,7 @@ impl Webhooks {
         };
         let settlement = &self.settlement;
         if event.kind == "charge.refunded" {
-            if attempt.status == REFUNDING {
+            if attempt.status == PaymentStatus::Refunding {
                 settlement.refund(&attempt, Path::Webhook).await?;
             } else {
                 // Refunded at Stripe by someone else (the dashboard): worth a look.
@@ -115,7 +124,7 @@ impl Webhooks {
         }
         // The event says what was; Stripe says what is.
         let intent = settlement
-            .stripe
+            .stripe()
             .retrieve(intent_id)
             .await
             .map_err(SettleError::from)?;

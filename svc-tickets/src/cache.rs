@@ -11,7 +11,7 @@ use std::sync::{
 use lib_shared::{http::error::DependencyError, runtime::infra::Redis};
 use redis::Script;
 
-use crate::routes::{Ticket, TicketPage};
+use crate::store::{RecordPage, TicketRecord};
 
 const TICKET_TTL_SECONDS: u64 = 3600;
 const LIST_TTL_SECONDS: u64 = 30;
@@ -55,6 +55,7 @@ static PUT_LIST: LazyLock<Script> = LazyLock::new(|| {
     )
 });
 
+/// Cached as records (JSON), so this layer needs nothing from the API.
 pub struct TicketCache {
     redis: Redis,
     prefix: String,
@@ -83,19 +84,19 @@ impl TicketCache {
     }
 
     /// After a change: the new state in, older lists out.
-    pub async fn changed(&self, ticket: &Ticket) {
+    pub async fn changed(&self, ticket: &TicketRecord) {
         if let Err(e) = self.put(ticket, true).await {
             tracing::warn!(error = %e, "ticket cache not updated; distrusting it until purged");
             self.trusted.store(false, Ordering::Release);
         }
     }
 
-    async fn put(&self, ticket: &Ticket, bump: bool) -> Result<(), DependencyError> {
+    async fn put(&self, ticket: &TicketRecord, bump: bool) -> Result<(), DependencyError> {
         let json =
             serde_json::to_string(ticket).map_err(|e| DependencyError::Unexpected(e.into()))?;
         let mut conn = self.redis.clone();
         let _: i64 = PUT_TICKET
-            .key(self.ticket_key(&ticket.id))
+            .key(self.ticket_key(&ticket.id_hex()))
             .key(self.generation_key())
             .arg(ticket.version)
             .arg(json)
@@ -107,7 +108,7 @@ impl TicketCache {
     }
 
     /// The cached ticket, if the cache can be trusted and holds it.
-    pub async fn ticket(&self, id: &str) -> Option<Ticket> {
+    pub async fn ticket(&self, id: &str) -> Option<TicketRecord> {
         if !self.usable().await {
             return None;
         }
@@ -121,14 +122,14 @@ impl TicketCache {
     }
 
     /// Fills the cache after a read from MongoDB; a newer cached version wins.
-    pub async fn fill(&self, ticket: &Ticket) {
+    pub async fn fill(&self, ticket: &TicketRecord) {
         if self.trusted.load(Ordering::Acquire) {
             let _ = self.put(ticket, false).await;
         }
     }
 
     /// A cached page for `query`, or the generation to fill it under.
-    pub async fn page(&self, query: &str) -> Result<TicketPage, Option<String>> {
+    pub async fn page(&self, query: &str) -> Result<RecordPage, Option<String>> {
         if !self.usable().await {
             return Err(None);
         }
@@ -148,7 +149,7 @@ impl TicketCache {
         }
     }
 
-    pub async fn fill_page(&self, query: &str, generation: &str, page: &TicketPage) {
+    pub async fn fill_page(&self, query: &str, generation: &str, page: &RecordPage) {
         let Ok(json) = serde_json::to_string(page) else {
             return;
         };

@@ -4,6 +4,7 @@
 pub mod cache;
 pub mod consumer;
 pub mod domain;
+pub mod listings;
 pub mod lock_rebuild;
 pub mod routes;
 pub mod startup;

@@ -1,39 +1,25 @@
 use std::{sync::Arc, time::Duration};
 
 use lib_shared::{
-    domain::locks::Locks,
-    http::ops::Readiness,
     messaging::outbox::Outbox,
-    runtime::config::CommonSettings,
-    runtime::infra::Redis,
-    runtime::startup::{self, Infra},
+    runtime::{
+        config::CommonSettings,
+        startup::{self, Infra},
+    },
 };
-use mongodb::Database;
-use tokio_util::sync::CancellationToken;
 
 use crate::{
     cache::TicketCache,
     consumer::{OrderEvents, SUBJECTS},
-    lock_rebuild,
+    listings::Listings,
+    lock_rebuild::{self, LockRebuild},
     routes::TicketsApi,
     store::{self, COLLECTION},
 };
 
-/// What handlers and background tasks share.
-pub struct State {
-    pub db: Database,
-    pub redis: Redis,
-    pub prefix: String,
-    pub outbox: Outbox,
-    pub locks: Locks,
-    pub readiness: Readiness,
-    pub shutdown: CancellationToken,
-    pub cache: TicketCache,
-}
-
 pub struct Application {
     inner: startup::Application,
-    pub state: Arc<State>,
+    pub infra: Infra,
 }
 
 impl Application {
@@ -42,43 +28,41 @@ impl Application {
         infra.readiness.redis_marker = Some(lock_rebuild::marker(&infra.prefix));
         let outbox = Outbox::new(infra.mongo.clone(), infra.publisher.clone(), &[COLLECTION])
             .with_gauge(infra.metrics.bus.outbox_waiting.clone());
-        let state = Arc::new(State {
-            db: infra.mongo.clone(),
-            redis: infra.redis.clone(),
-            prefix: infra.prefix.clone(),
-            outbox: outbox.clone(),
-            locks: infra.locks.clone(),
-            readiness: infra.readiness.clone(),
-            shutdown: infra.shutdown.clone(),
-            cache: TicketCache::new(infra.redis.clone(), infra.prefix.clone()),
-        });
-        if let Err(e) = store::ensure_indexes(&state.db).await {
+        let cache = TicketCache::new(infra.redis.clone(), infra.prefix.clone());
+        let listings = Arc::new(Listings::new(
+            infra.mongo.clone(),
+            outbox.clone(),
+            cache,
+            infra.locks.clone(),
+        ));
+        if let Err(e) = store::ensure_indexes(&infra.mongo).await {
             tracing::warn!(error = %e, "creating indexes failed; listing works without them");
         }
+        let rebuild = LockRebuild::new(
+            infra.mongo.clone(),
+            infra.redis.clone(),
+            infra.locks.clone(),
+            &infra.prefix,
+            infra.readiness.clone(),
+        );
         // Locks first: the service is not ready until they are in place.
-        if lock_rebuild::ensure_locks(&state).await.is_err() {
-            state
+        if rebuild.ensure_locks().await.is_err() {
+            infra
                 .readiness
                 .started
                 .store(false, std::sync::atomic::Ordering::Release);
         }
-        lock_rebuild::spawn_watch(state.clone(), Duration::from_secs(1));
+        rebuild.spawn_watch(Duration::from_secs(1), infra.shutdown.clone());
         outbox.spawn_relay(settings.outbox_relay_every, infra.shutdown.clone());
-        startup::consume(
-            &settings,
-            &infra,
-            SUBJECTS,
-            OrderEvents {
-                state: state.clone(),
-            },
-        );
-        let api = TicketsApi {
-            state: state.clone(),
+        let events = OrderEvents {
+            listings: listings.clone(),
         };
+        startup::consume(&settings, &infra, SUBJECTS, events);
+        let api = TicketsApi::new(listings);
         let description = "Ticket listings and their sale status.";
         let inner =
             startup::launch(&settings, &infra, api, "Ticketing tickets", description).await?;
-        Ok(Self { inner, state })
+        Ok(Self { inner, infra })
     }
 
     pub fn port(&self) -> u16 {

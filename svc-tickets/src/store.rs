@@ -6,9 +6,10 @@ use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use lib_shared::{
     domain::money::Price,
-    http::error::{DependencyError, is_duplicate_key, landed_before},
+    domain::states::TicketStatus,
+    http::error::DependencyError,
     messaging::events::{Envelope, TicketCreated, TicketUpdated},
-    messaging::outbox::{self, Outbox},
+    messaging::outbox::{Outbox, Written},
 };
 use mongodb::{
     Collection, Database, IndexModel,
@@ -17,10 +18,6 @@ use mongodb::{
 use serde::{Deserialize, Serialize};
 
 pub const COLLECTION: &str = "tickets";
-
-pub const AVAILABLE: &str = "available";
-pub const RESERVED: &str = "reserved";
-pub const SOLD: &str = "sold";
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -31,7 +28,7 @@ pub struct TicketRecord {
     pub price_cents: i64,
     pub currency: String,
     pub user_id: String,
-    pub status: String,
+    pub status: TicketStatus,
     pub order_id: Option<String>,
     /// When the reserving order's window ends; lets the lock be rebuilt with its TTL.
     #[serde(with = "bson::serde_helpers::chrono_datetime_as_bson_datetime_optional")]
@@ -60,7 +57,7 @@ impl TicketRecord {
             title: self.title.clone(),
             price: self.price(),
             user_id: self.user_id.clone(),
-            status: self.status.clone(),
+            status: self.status,
             order_id: self.order_id.clone(),
         })
     }
@@ -82,11 +79,8 @@ pub async fn ensure_indexes(db: &Database) -> Result<(), DependencyError> {
     Ok(())
 }
 
-pub async fn insert(
-    db: &Database,
-    outbox: &Outbox,
-    ticket: &TicketRecord,
-) -> Result<(), DependencyError> {
+/// Stores a new ticket with its `ticket:created` event.
+pub async fn insert(outbox: &Outbox, ticket: &TicketRecord) -> Result<(), DependencyError> {
     let event = Envelope::new(&TicketCreated {
         id: ticket.id_hex(),
         version: ticket.version,
@@ -94,32 +88,33 @@ pub async fn insert(
         price: ticket.price(),
         user_id: ticket.user_id.clone(),
     });
-    let mut document =
-        bson::to_document(ticket).map_err(|e| DependencyError::Unexpected(e.into()))?;
-    document.insert(
-        outbox::FIELD,
-        vec![bson::to_bson(&event).expect("event to BSON")],
-    );
-    match db
-        .collection::<Document>(COLLECTION)
-        .insert_one(document)
-        .await
+    match outbox
+        .insert_with_events(COLLECTION, ticket.id, ticket, vec![event])
+        .await?
     {
-        Ok(_) => {}
-        Err(e) if is_duplicate_key(&e) && landed_before(db, COLLECTION, ticket.id).await? => {}
-        Err(e) => return Err(e.into()),
+        Written::Done => Ok(()),
+        written => Err(DependencyError::Unexpected(anyhow::anyhow!(
+            "new ticket {} not stored: {written:?}",
+            ticket.id
+        ))),
     }
-    outbox.flush(COLLECTION, ticket.id, &[event]).await;
-    Ok(())
 }
 
 pub async fn find(db: &Database, id: ObjectId) -> Result<Option<TicketRecord>, DependencyError> {
     Ok(tickets(db).find_one(doc! { "_id": id }).await?)
 }
 
+/// A page of tickets, newest first, as listed and as cached.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordPage {
+    pub items: Vec<TicketRecord>,
+    pub next_cursor: Option<String>,
+}
+
 /// Filters of the listing.
 pub struct ListQuery {
-    pub status: Option<&'static str>,
+    pub status: Option<TicketStatus>,
     pub user_id: Option<String>,
     pub text: Option<String>,
     pub before: Option<ObjectId>,
@@ -131,7 +126,7 @@ impl ListQuery {
     pub fn cache_key(&self) -> String {
         format!(
             "{}|{}|{}|{}|{}",
-            self.status.unwrap_or("all"),
+            self.status.map_or("all", TicketStatus::as_str),
             self.user_id.as_deref().unwrap_or(""),
             self.before.map(|b| b.to_hex()).unwrap_or_default(),
             self.limit,
@@ -215,12 +210,11 @@ pub async fn change(
         let mut set =
             bson::to_document(&next).map_err(|e| DependencyError::Unexpected(e.into()))?;
         set.remove("_id");
-        let update = doc! { "$set": set, "$push": outbox::push(std::slice::from_ref(&event)) };
-        let result = tickets(db)
-            .update_one(doc! { "_id": id, "version": current.version }, update)
+        let guard = doc! { "version": current.version };
+        let written = outbox
+            .update_with_events(COLLECTION, id, guard, doc! { "$set": set }, vec![event])
             .await?;
-        if result.matched_count == 1 {
-            outbox.flush(COLLECTION, id, &[event]).await;
+        if written == Written::Done {
             return Ok(Outcome::Changed(next));
         }
         if !retry {
@@ -235,7 +229,7 @@ pub async fn change(
 /// Reserved and sold tickets, for rebuilding their locks.
 pub async fn held(db: &Database) -> Result<Vec<TicketRecord>, DependencyError> {
     let cursor = tickets(db)
-        .find(doc! { "status": { "$in": [RESERVED, SOLD] } })
+        .find(doc! { "status": { "$in": [TicketStatus::Reserved, TicketStatus::Sold] } })
         .await?;
     Ok(cursor.try_collect().await?)
 }

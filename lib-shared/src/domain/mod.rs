@@ -3,3 +3,4 @@
 pub mod ids;
 pub mod locks;
 pub mod money;
+pub mod states;

@@ -4,7 +4,10 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use uuid::Uuid;
 
-use crate::domain::money::Price;
+use crate::domain::{
+    money::Price,
+    states::{CancelReason, OrderStatus, TicketStatus},
+};
 
 pub const TICKET_CREATED: &str = "ticket:created";
 pub const TICKET_UPDATED: &str = "ticket:updated";
@@ -39,6 +42,19 @@ pub struct Envelope {
 }
 
 impl Envelope {
+    /// The fields of a stream entry, in the order they are written.
+    pub const FIELDS: [&'static str; 4] = ["id", "type", "occurredAt", "data"];
+
+    /// Field and value pairs for a stream entry.
+    pub fn fields(&self) -> [(&'static str, &str); 4] {
+        let [id, kind, at, data] = Self::FIELDS;
+        [
+            (id, self.id.as_str()),
+            (kind, self.kind.as_str()),
+            (at, self.occurred_at.as_str()),
+            (data, self.data.as_str()),
+        ]
+    }
     pub fn new<P: Payload>(payload: &P) -> Self {
         Self {
             id: Uuid::now_v7().to_string(),
@@ -87,7 +103,7 @@ pub struct TicketUpdated {
     pub title: String,
     pub price: Price,
     pub user_id: String,
-    pub status: String,
+    pub status: TicketStatus,
     pub order_id: Option<String>,
 }
 
@@ -113,7 +129,7 @@ pub struct OrderCreated {
     pub id: String,
     pub version: i64,
     pub user_id: String,
-    pub status: String,
+    pub status: OrderStatus,
     /// RFC 3339.
     pub expires_at: String,
     pub ticket: PricedTicketRef,
@@ -129,7 +145,7 @@ pub struct OrderCancelled {
     pub version: i64,
     pub ticket: TicketRef,
     /// `user` or `expired`.
-    pub reason: String,
+    pub reason: CancelReason,
 }
 
 impl Payload for OrderCancelled {
@@ -213,7 +229,7 @@ mod tests {
             id: "o".into(),
             version: 1,
             user_id: "u".into(),
-            status: "created".into(),
+            status: OrderStatus::Created,
             expires_at: "2026-01-01T00:00:00.000Z".into(),
             ticket: PricedTicketRef {
                 id: "t".into(),

@@ -3,18 +3,21 @@
 //! relayed to Redis and removed. A crash between the write and the publish only delays
 //! the event until the relay finds it.
 
+mod relay;
+
 use std::time::Duration;
 
-use futures::TryStreamExt;
 use mongodb::{
-    Database, IndexModel,
+    Database,
     bson::{self, Bson, Document, doc, oid::ObjectId},
-    options::IndexOptions,
 };
 use prometheus::IntGaugeVec;
-use tokio_util::sync::CancellationToken;
+use serde::Serialize;
 
-use crate::{http::error::DependencyError, messaging::bus::Publisher, messaging::events::Envelope};
+use crate::{
+    http::error::{DependencyError, is_duplicate_key, landed_before},
+    messaging::{bus::Publisher, events::Envelope},
+};
 
 pub const FIELD: &str = "outbox";
 
@@ -23,15 +26,30 @@ pub const FIELD: &str = "outbox";
 pub const RELAY_GRACE: Duration = Duration::from_secs(1);
 
 /// How often the waiting-events gauge is brought up to date.
-const GAUGE_EVERY: Duration = Duration::from_secs(15);
+pub(crate) const GAUGE_EVERY: Duration = Duration::from_secs(15);
 
-/// The `$push` that adds events to a document's outbox; merge it into the update.
-pub fn push(events: &[Envelope]) -> Document {
-    let events: Vec<Bson> = events
+/// The `$push` that adds events to a document's outbox.
+fn push(events: &[Envelope]) -> Document {
+    doc! { FIELD: { "$each": to_bson(events) } }
+}
+
+fn to_bson(events: &[Envelope]) -> Vec<Bson> {
+    events
         .iter()
         .map(|e| bson::to_bson(e).expect("envelopes serialize to BSON"))
-        .collect();
-    doc! { FIELD: { "$each": events } }
+        .collect()
+}
+
+/// What a write with events found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    /// Stored (or found stored by an earlier try of the same insert); events published
+    /// or left to the relay.
+    Done,
+    /// The document no longer matched the guard: someone else changed it first.
+    Stale,
+    /// A unique index refused the write.
+    Duplicate,
 }
 
 #[derive(Clone)]
@@ -58,19 +76,69 @@ impl Outbox {
         self
     }
 
-    async fn count_waiting(&self) -> Result<(), DependencyError> {
-        let Some(gauge) = &self.waiting else {
-            return Ok(());
+    /// Inserts `record` (its `_id` is `id`) with `events` in its outbox, then publishes
+    /// them. A retried insert that had landed counts as done.
+    pub async fn insert_with_events<T: Serialize>(
+        &self,
+        collection: &str,
+        id: ObjectId,
+        record: &T,
+        events: Vec<Envelope>,
+    ) -> Result<Written, DependencyError> {
+        let mut document =
+            bson::to_document(record).map_err(|e| DependencyError::Unexpected(e.into()))?;
+        document.insert(FIELD, to_bson(&events));
+        let written = match self
+            .db
+            .collection::<Document>(collection)
+            .insert_one(document)
+            .await
+        {
+            Ok(_) => Written::Done,
+            Err(e) if is_duplicate_key(&e) => {
+                if landed_before(&self.db, collection, id).await? {
+                    Written::Done
+                } else {
+                    Written::Duplicate
+                }
+            }
+            Err(e) => return Err(e.into()),
         };
-        for collection in &self.collections {
-            let n = self
-                .db
-                .collection::<Document>(collection)
-                .count_documents(doc! { format!("{FIELD}.0"): { "$exists": true } })
-                .await?;
-            gauge.with_label_values(&[collection]).set(n as i64);
+        if written == Written::Done {
+            self.flush(collection, id, &events).await;
         }
-        Ok(())
+        Ok(written)
+    }
+
+    /// Applies `update` to document `id` if it still matches `guard` (a version, a
+    /// state), with `events` pushed into its outbox by the same write; then publishes them.
+    pub async fn update_with_events(
+        &self,
+        collection: &str,
+        id: ObjectId,
+        mut guard: Document,
+        mut update: Document,
+        events: Vec<Envelope>,
+    ) -> Result<Written, DependencyError> {
+        if !events.is_empty() {
+            update.insert("$push", push(&events));
+        }
+        guard.insert("_id", id);
+        let written = match self
+            .db
+            .collection::<Document>(collection)
+            .update_one(guard, update)
+            .await
+        {
+            Ok(r) if r.matched_count == 1 => Written::Done,
+            Ok(_) => Written::Stale,
+            Err(e) if is_duplicate_key(&e) => Written::Duplicate,
+            Err(e) => return Err(e.into()),
+        };
+        if written == Written::Done && !events.is_empty() {
+            self.flush(collection, id, &events).await;
+        }
+        Ok(written)
     }
 
     /// Publishes events just written with a document, then clears them from it. On
@@ -99,87 +167,5 @@ impl Outbox {
             )
             .await?;
         Ok(())
-    }
-
-    /// Publishes every event waiting longer than `RELAY_GRACE`; returns how many.
-    pub async fn relay_once(&self) -> Result<usize, DependencyError> {
-        self.relay_older_than(RELAY_GRACE).await
-    }
-
-    /// Publishes every event waiting longer than `age` in any document.
-    pub async fn relay_older_than(&self, age: Duration) -> Result<usize, DependencyError> {
-        // occurredAt is fixed-width RFC 3339 in UTC, so text order is time order.
-        let cutoff =
-            (chrono::Utc::now() - age).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        let mut published = 0;
-        for collection in &self.collections {
-            let mut cursor = self
-                .db
-                .collection::<Document>(collection)
-                .find(doc! { format!("{FIELD}.occurredAt"): { "$lt": cutoff.as_str() } })
-                .projection(doc! { FIELD: 1 })
-                .limit(500)
-                .await?;
-            while let Some(document) = cursor.try_next().await? {
-                let Ok(id) = document.get_object_id("_id") else {
-                    continue;
-                };
-                let events: Vec<Envelope> = match document.get_array(FIELD) {
-                    Ok(items) => items
-                        .iter()
-                        .filter_map(|b| bson::from_bson(b.clone()).ok())
-                        .collect(),
-                    Err(_) => continue,
-                };
-                self.publish_and_clear(collection, id, &events).await?;
-                published += events.len();
-            }
-        }
-        Ok(published)
-    }
-
-    /// Lets the relay find waiting events without scanning every document.
-    async fn ensure_index(&self) -> Result<(), DependencyError> {
-        for collection in &self.collections {
-            let index = IndexModel::builder()
-                .keys(doc! { format!("{FIELD}.occurredAt"): 1 })
-                .options(IndexOptions::builder().sparse(true).build())
-                .build();
-            self.db
-                .collection::<Document>(collection)
-                .create_index(index)
-                .await?;
-        }
-        Ok(())
-    }
-
-    /// Relays on start-up and then every `period` until shutdown.
-    pub fn spawn_relay(self, period: Duration, shutdown: CancellationToken) {
-        tokio::spawn(async move {
-            let mut indexed = false;
-            let mut counted: Option<std::time::Instant> = None;
-            loop {
-                if !indexed {
-                    indexed = self.ensure_index().await.is_ok();
-                }
-                match self.relay_once().await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(events = n, "outbox relay published waiting events"),
-                    Err(e) => tracing::warn!(error = %e, "outbox relay failed; will retry"),
-                }
-                // A count per collection is a scan: a gauge needs it far less often than the
-                // relay runs.
-                if counted.is_none_or(|at| at.elapsed() >= GAUGE_EVERY) {
-                    counted = Some(std::time::Instant::now());
-                    if let Err(e) = self.count_waiting().await {
-                        tracing::debug!(error = %e, "outbox gauge not updated");
-                    }
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(period) => {}
-                    _ = shutdown.cancelled() => return,
-                }
-            }
-        });
     }
 }

@@ -1,3 +1,3 @@
 mod orders;
 
-pub use orders::{Order, OrdersApi, view};
+pub use orders::{Order, OrdersApi};

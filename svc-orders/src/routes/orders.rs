@@ -5,7 +5,10 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use lib_shared::{
     dependency_errors,
-    domain::ids::{page, parse_id},
+    domain::{
+        ids::{page, parse_id},
+        states::{CancelReason, OrderStatus},
+    },
     http::auth::Authenticated,
     http::body::JsonBody,
     http::error::ErrorBody,
@@ -20,23 +23,14 @@ use poem_openapi::{
 };
 
 use crate::{
-    reservations::{Cancelled, CreateError, REASON_USER, Reservations},
-    store::{self, OrderRecord},
+    reservations::{Cancelled, CreateError, Reservations},
+    store::OrderRecord,
 };
 
 #[derive(Tags)]
 enum OrderTags {
     /// Reservations and order history.
     Orders,
-}
-
-/// Where an order is in its life.
-#[derive(Enum, Clone, Copy, PartialEq, Eq)]
-#[oai(rename_all = "lowercase")]
-pub enum OrderStatus {
-    Created,
-    Cancelled,
-    Complete,
 }
 
 /// Which orders to list.
@@ -47,14 +41,6 @@ pub enum OrderFilter {
     Cancelled,
     Complete,
     All,
-}
-
-/// Why an order was cancelled.
-#[derive(Enum, Clone, Copy, PartialEq, Eq)]
-#[oai(rename_all = "lowercase")]
-pub enum CancelReason {
-    User,
-    Expired,
 }
 
 /// The ticket an order is for, as it was when ordered.
@@ -165,7 +151,13 @@ dependency_errors!(OrderError);
 type Result<T> = std::result::Result<T, OrderError>;
 
 pub struct OrdersApi {
-    pub reservations: Arc<Reservations>,
+    reservations: Arc<Reservations>,
+}
+
+impl OrdersApi {
+    pub fn new(reservations: Arc<Reservations>) -> Self {
+        Self { reservations }
+    }
 }
 
 #[OpenApi(prefix_path = "/api/orders", tag = "OrderTags::Orders")]
@@ -182,7 +174,7 @@ impl OrdersApi {
             .await
             .map_err(create_error)?;
         let location = format!("/api/orders/{}", order.id.to_hex());
-        Ok(OrderResponse::Created(Json(view(order)), location))
+        Ok(OrderResponse::Created(Json(order.into()), location))
     }
 
     /// Your orders, newest first, with ticket details and timestamps.
@@ -204,11 +196,12 @@ impl OrdersApi {
             .transpose()?;
         let limit = limit.0.unwrap_or(20);
         let status = status_filter(status.0.unwrap_or(OrderFilter::All));
-        let db = &self.reservations.db;
-        let found = store::history(db, &user.0.id, status, before, limit).await?;
+        let found = (self.reservations)
+            .history(&user.0.id, status, before, limit)
+            .await?;
         let (found, next_cursor) = page(found, limit, |o| o.id);
         Ok(Json(OrderPage {
-            items: found.into_iter().map(view).collect(),
+            items: found.into_iter().map(Order::from).collect(),
             next_cursor,
         }))
     }
@@ -217,7 +210,7 @@ impl OrdersApi {
     #[oai(path = "/:id", method = "get", operation_id = "getOrder")]
     async fn get(&self, user: Authenticated, id: Path<String>) -> Result<OrderResponse> {
         let order = self.own_order(&user, &id.0).await?;
-        Ok(OrderResponse::Ok(Json(view(order))))
+        Ok(OrderResponse::Ok(Json(order.into())))
     }
 
     /// Cancel an order and free its ticket. Cancelling twice is fine; a paid order is 409.
@@ -226,7 +219,7 @@ impl OrdersApi {
         let order = self.own_order(&user, &id.0).await?;
         let reservations = self.reservations.clone();
         let cancelled =
-            run_detached(async move { reservations.cancel(order, REASON_USER).await }).await;
+            run_detached(async move { reservations.cancel(order, CancelReason::User).await }).await;
         match cancelled? {
             Cancelled::Now(_) | Cancelled::Already(_) => Ok(OrderResponse::Cancelled),
             Cancelled::Paid => Err(OrderError::Conflict(ErrorBody::new(
@@ -240,9 +233,7 @@ impl OrdersApi {
     /// Another user's order answers 404 as if it did not exist.
     async fn own_order(&self, user: &Authenticated, raw_id: &str) -> Result<OrderRecord> {
         let id: ObjectId = parse_id(raw_id).ok_or_else(|| bad_field("id", "Malformed order id"))?;
-        store::find(&self.reservations.db, id)
-            .await?
-            .filter(|o| o.user_id == user.0.id)
+        (self.reservations.own_order(&user.0.id, id).await?)
             .ok_or_else(|| OrderError::NotFound(ErrorBody::new("Order not found")))
     }
 }
@@ -261,41 +252,34 @@ fn create_error(err: CreateError) -> OrderError {
     }
 }
 
-fn status_filter(filter: OrderFilter) -> Option<&'static str> {
+fn status_filter(filter: OrderFilter) -> Option<OrderStatus> {
     match filter {
-        OrderFilter::Created => Some(store::CREATED),
-        OrderFilter::Cancelled => Some(store::CANCELLED),
-        OrderFilter::Complete => Some(store::COMPLETE),
+        OrderFilter::Created => Some(OrderStatus::Created),
+        OrderFilter::Cancelled => Some(OrderStatus::Cancelled),
+        OrderFilter::Complete => Some(OrderStatus::Complete),
         OrderFilter::All => None,
     }
 }
 
-pub fn view(o: OrderRecord) -> Order {
-    let status = match o.status.as_str() {
-        store::CANCELLED => OrderStatus::Cancelled,
-        store::COMPLETE => OrderStatus::Complete,
-        _ => OrderStatus::Created,
-    };
-    let cancel_reason = o.cancel_reason.as_deref().map(|r| match r {
-        "expired" => CancelReason::Expired,
-        _ => CancelReason::User,
-    });
-    Order {
-        id: o.id.to_hex(),
-        user_id: o.user_id,
-        status,
-        ticket: OrderTicket {
-            id: o.ticket.id,
-            title: o.ticket.title,
-            price: o.ticket.price_cents as f64 / 100.0,
-        },
-        expires_at: o.expires_at,
-        created_at: o.created_at,
-        updated_at: o.updated_at,
-        cancelled_at: o.cancelled_at,
-        cancel_reason,
-        completed_at: o.completed_at,
-        payment_id: o.payment_id,
-        version: o.version,
+impl From<OrderRecord> for Order {
+    fn from(o: OrderRecord) -> Self {
+        Self {
+            id: o.id.to_hex(),
+            user_id: o.user_id,
+            status: o.status,
+            ticket: OrderTicket {
+                id: o.ticket.id,
+                title: o.ticket.title,
+                price: o.ticket.price_cents as f64 / 100.0,
+            },
+            expires_at: o.expires_at,
+            created_at: o.created_at,
+            updated_at: o.updated_at,
+            cancelled_at: o.cancelled_at,
+            cancel_reason: o.cancel_reason,
+            completed_at: o.completed_at,
+            payment_id: o.payment_id,
+            version: o.version,
+        }
     }
 }

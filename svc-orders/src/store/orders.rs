@@ -5,22 +5,19 @@
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use lib_shared::{
-    http::error::{DependencyError, is_duplicate_key, landed_before},
+    domain::states::{CancelReason, OrderStatus},
+    http::error::DependencyError,
     messaging::events::Envelope,
-    messaging::outbox::{self, Outbox},
+    messaging::outbox::{Outbox, Written},
 };
 use mongodb::{
     Collection, Database, IndexModel,
-    bson::{self, Document, doc, oid::ObjectId},
+    bson::{self, doc, oid::ObjectId},
     options::IndexOptions,
 };
 use serde::{Deserialize, Serialize};
 
 pub const COLLECTION: &str = "orders";
-
-pub const CREATED: &str = "created";
-pub const CANCELLED: &str = "cancelled";
-pub const COMPLETE: &str = "complete";
 
 /// The ticket as it was when ordered.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -37,7 +34,7 @@ pub struct OrderRecord {
     #[serde(rename = "_id")]
     pub id: ObjectId,
     pub user_id: String,
-    pub status: String,
+    pub status: OrderStatus,
     pub ticket: OrderedTicket,
     #[serde(with = "bson::serde_helpers::chrono_datetime_as_bson_datetime")]
     pub expires_at: DateTime<Utc>,
@@ -51,7 +48,7 @@ pub struct OrderRecord {
     )]
     pub cancelled_at: Option<DateTime<Utc>>,
     #[serde(default)]
-    pub cancel_reason: Option<String>,
+    pub cancel_reason: Option<CancelReason>,
     #[serde(
         default,
         with = "bson::serde_helpers::chrono_datetime_as_bson_datetime_optional"
@@ -95,33 +92,21 @@ pub enum InsertError {
     Dependency(#[from] DependencyError),
 }
 
+/// Stores a new order with its `order:created` event; the one-live-order index refuses
+/// a second live order for the ticket.
 pub async fn insert(
-    db: &Database,
     outbox: &Outbox,
     order: &OrderRecord,
     event: Envelope,
 ) -> Result<(), InsertError> {
-    let mut document = bson::to_document(order)
-        .map_err(|e| InsertError::Dependency(DependencyError::Unexpected(e.into())))?;
-    document.insert(
-        outbox::FIELD,
-        vec![bson::to_bson(&event).expect("event to BSON")],
-    );
-    match db
-        .collection::<Document>(COLLECTION)
-        .insert_one(document)
-        .await
+    match outbox
+        .insert_with_events(COLLECTION, order.id, order, vec![event])
+        .await?
     {
-        Ok(_) => {}
-        Err(e) if is_duplicate_key(&e) => {
-            if !landed_before(db, COLLECTION, order.id).await? {
-                return Err(InsertError::TicketTaken);
-            }
-        }
-        Err(e) => return Err(InsertError::Dependency(e.into())),
+        Written::Done => Ok(()),
+        Written::Duplicate => Err(InsertError::TicketTaken),
+        Written::Stale => unreachable!("an insert has no guard"),
     }
-    outbox.flush(COLLECTION, order.id, &[event]).await;
-    Ok(())
 }
 
 pub async fn find(db: &Database, id: ObjectId) -> Result<Option<OrderRecord>, DependencyError> {
@@ -141,7 +126,7 @@ pub async fn live_for_ticket(
 pub async fn history(
     db: &Database,
     user_id: &str,
-    status: Option<&str>,
+    status: Option<OrderStatus>,
     before: Option<ObjectId>,
     limit: u32,
 ) -> Result<Vec<OrderRecord>, DependencyError> {
@@ -163,7 +148,6 @@ pub async fn history(
 /// Stores `next` (with its event) only if the order is still at `current`'s version.
 /// False when another change got there first.
 pub async fn replace(
-    db: &Database,
     outbox: &Outbox,
     current: &OrderRecord,
     next: &OrderRecord,
@@ -171,19 +155,13 @@ pub async fn replace(
 ) -> Result<bool, DependencyError> {
     let mut set = bson::to_document(next).map_err(|e| DependencyError::Unexpected(e.into()))?;
     set.remove("_id");
-    let mut update = doc! { "$set": set, "$push": outbox::push(std::slice::from_ref(&event)) };
+    let mut update = doc! { "$set": set };
     if next.active_ticket_id.is_none() {
         update.insert("$unset", doc! { "activeTicketId": "" });
     }
-    let result = orders(db)
-        .update_one(
-            doc! { "_id": current.id, "version": current.version },
-            update,
-        )
+    let guard = doc! { "version": current.version };
+    let written = outbox
+        .update_with_events(COLLECTION, current.id, guard, update, vec![event])
         .await?;
-    if result.matched_count == 0 {
-        return Ok(false);
-    }
-    outbox.flush(COLLECTION, current.id, &[event]).await;
-    Ok(true)
+    Ok(written == Written::Done)
 }

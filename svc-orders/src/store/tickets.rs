@@ -1,6 +1,9 @@
 //! This service's own copy of the tickets, kept from `ticket:*` events.
 
-use lib_shared::{http::error::DependencyError, http::error::is_duplicate_key};
+use lib_shared::{
+    domain::states::TicketStatus,
+    http::error::{DependencyError, is_duplicate_key},
+};
 use mongodb::{
     Collection, Database,
     bson::{doc, oid::ObjectId},
@@ -15,7 +18,7 @@ pub struct TicketCopy {
     pub title: String,
     pub price_cents: i64,
     pub user_id: String,
-    pub status: String,
+    pub status: TicketStatus,
     pub version: i64,
 }
 

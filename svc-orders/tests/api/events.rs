@@ -3,6 +3,7 @@ use std::time::Duration;
 use lib_shared::{
     domain::locks::Holder,
     domain::money::Price,
+    domain::states::{CancelReason, TicketStatus},
     messaging::events::{
         Envelope, ExpirationComplete, OrderCompleted, PaymentCreated, TicketUpdated,
     },
@@ -128,7 +129,7 @@ async fn the_ticket_copy_takes_newer_versions_only() {
             title: format!("v{version}"),
             price: Price::from_cents(cents).unwrap(),
             user_id: seller.id.clone(),
-            status: "available".into(),
+            status: TicketStatus::Available,
             order_id: None,
         })
     };
@@ -158,7 +159,7 @@ async fn an_event_written_but_not_published_before_a_crash_goes_out_after_restar
         ticket: lib_shared::messaging::events::TicketRef {
             id: ObjectId::new().to_hex(),
         },
-        reason: "user".into(),
+        reason: CancelReason::User,
     });
     let mut stale = event.clone();
     stale.occurred_at = (chrono::Utc::now() - chrono::TimeDelta::seconds(5))

@@ -1,5 +1,5 @@
 mod payments;
 mod webhooks;
 
-pub use payments::{Payment, PaymentsApi, view};
+pub use payments::{Payment, PaymentsApi};
 pub use webhooks::WebhookApi;

@@ -12,42 +12,26 @@ use lib_shared::{
     http::types::Text,
 };
 use poem_openapi::{
-    ApiResponse, Enum, Object, OpenApi, Tags,
+    ApiResponse, Object, OpenApi, Tags,
     param::{Header, Path, Query},
     payload::Json,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+mod answers;
+
 use crate::{
-    checkout::{Checkout, Method, PayError},
-    store::{self, KeyState, PaymentRecord, StoredAnswer, attempts},
+    checkout::{Checkout, Method},
+    domain::PaymentStatus,
+    idempotency::{Claim, Idempotency, StoredAnswer},
 };
+use answers::{answer, pay_error, replay, stored_answer};
 
 #[derive(Tags)]
 enum PaymentTags {
     /// Paying for orders.
     Payments,
-}
-
-/// Where a payment attempt stands.
-#[derive(Enum, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[oai(rename_all = "snake_case")]
-#[serde(rename_all = "snake_case")]
-pub enum PaymentStatus {
-    /// Stored and on its way through Stripe; it settles by itself.
-    Pending,
-    /// The buyer must authenticate (3-D Secure) with `clientSecret`; the reservation is
-    /// held meanwhile.
-    RequiresAction,
-    /// Charged; the order completes and the ticket is sold.
-    Succeeded,
-    /// Declined or not authenticated; nothing was charged and the order stays payable.
-    Failed,
-    /// Charged after the order lost its ticket; the refund is under way.
-    Refunding,
-    /// Charged, then given back because the order lost its ticket meanwhile.
-    Refunded,
 }
 
 /// A payment attempt for an order.
@@ -148,10 +132,17 @@ pub enum PaymentError {
 
 dependency_errors!(PaymentError);
 
-type Result<T> = std::result::Result<T, PaymentError>;
+pub(super) type Result<T> = std::result::Result<T, PaymentError>;
 
 pub struct PaymentsApi {
-    pub checkout: Arc<Checkout>,
+    checkout: Arc<Checkout>,
+    keys: Idempotency,
+}
+
+impl PaymentsApi {
+    pub fn new(checkout: Arc<Checkout>, keys: Idempotency) -> Self {
+        Self { checkout, keys }
+    }
 }
 
 #[OpenApi(prefix_path = "/api/payments", tag = "PaymentTags::Payments")]
@@ -173,29 +164,23 @@ impl PaymentsApi {
         let Some(key) = idempotency_key.0 else {
             return self.pay(&user, order_id, method).await;
         };
-        let db = &self.checkout.db;
-        let record = format!("{}:{key}", user.0.id);
-        let lease = self.checkout.settlement.timing.answer_within * 4;
-        match store::keys::claim(db, &record, &fingerprint, lease).await? {
-            KeyState::Answered(answer) => return self.replay(answer).await,
-            KeyState::InProgress => {
+        let claimed = match self.keys.claim(&user.0.id, &key, &fingerprint).await? {
+            Claim::Run(claimed) => claimed,
+            Claim::Replay(answer) => return self.replay(&user, answer).await,
+            Claim::InProgress => {
                 return Err(conflict(
                     "A request with this Idempotency-Key is still in progress",
                 ));
             }
-            KeyState::Mismatch => {
+            Claim::Mismatch => {
                 return Err(PaymentError::BadRequest(ErrorBody::field(
                     "Idempotency-Key",
                     "This Idempotency-Key was used for a different request",
                 )));
             }
-            KeyState::Fresh => {}
-        }
+        };
         let result = self.pay(&user, order_id, method).await;
-        match stored_answer(&result) {
-            Some(answer) => store::keys::finish(db, &record, &answer).await?,
-            None => store::keys::release(db, &record).await?,
-        }
+        self.keys.finish(claimed, stored_answer(&result)).await?;
         result
     }
 
@@ -203,11 +188,9 @@ impl PaymentsApi {
     #[oai(path = "/:id", method = "get", operation_id = "getPayment")]
     async fn get(&self, user: Authenticated, id: Path<String>) -> Result<PaymentResponse> {
         let id = parse_id(&id.0).ok_or_else(|| bad_field("id", "Malformed payment id"))?;
-        let payment = attempts::find(&self.checkout.db, id)
-            .await?
-            .filter(|p| p.user_id == user.0.id)
+        let payment = (self.checkout.payment(&user.0.id, id).await?)
             .ok_or_else(|| PaymentError::NotFound(ErrorBody::new("Payment not found")))?;
-        Ok(PaymentResponse::Ok(Json(view(payment))))
+        Ok(PaymentResponse::Ok(Json(payment.into())))
     }
 
     /// Your payments, newest first; `orderId` narrows them to one order.
@@ -237,11 +220,12 @@ impl PaymentsApi {
             .map(|c| parse_id(&c).ok_or_else(|| bad_field("cursor", "Malformed cursor")))
             .transpose()?;
         let limit = limit.0.unwrap_or(20);
-        let db = &self.checkout.db;
-        let found = attempts::list(db, &user.0.id, order.as_deref(), before, limit).await?;
+        let found = (self.checkout)
+            .payments(&user.0.id, order.as_deref(), before, limit)
+            .await?;
         let (found, next_cursor) = page(found, limit, |p| p.id);
         Ok(Json(PaymentPage {
-            items: found.into_iter().map(view).collect(),
+            items: found.into_iter().map(Payment::from).collect(),
             next_cursor,
         }))
     }
@@ -262,7 +246,7 @@ impl PaymentsApi {
 
     /// A stored answer as first given; one that was not final yet (202) is answered with
     /// the payment as it stands now.
-    async fn replay(&self, stored: StoredAnswer) -> Result<PaymentResponse> {
+    async fn replay(&self, user: &Authenticated, stored: StoredAnswer) -> Result<PaymentResponse> {
         if stored.status != 202 {
             return replay(stored);
         }
@@ -271,29 +255,10 @@ impl PaymentsApi {
         let id = parse_id(&shown.id).ok_or_else(|| {
             PaymentError::Unexpected(ErrorBody::unexpected(anyhow::anyhow!("stored id")))
         })?;
-        match attempts::find(&self.checkout.db, id).await? {
+        match self.checkout.payment(&user.0.id, id).await? {
             Some(now) => answer(now),
             None => Err(PaymentError::NotFound(ErrorBody::new("Payment not found"))),
         }
-    }
-}
-
-/// The answer to a payment request from where its attempt stands.
-fn answer(payment: PaymentRecord) -> Result<PaymentResponse> {
-    let location = format!("/api/payments/{}", payment.id.to_hex());
-    match payment.status.as_str() {
-        attempts::SUCCEEDED => Ok(PaymentResponse::Created(Json(view(payment)), location)),
-        attempts::PENDING | attempts::REQUIRES_ACTION => {
-            Ok(PaymentResponse::Accepted(Json(view(payment)), location))
-        }
-        attempts::FAILED => Err(PaymentError::Declined(ErrorBody::new(
-            payment
-                .failure
-                .unwrap_or_else(|| "The payment was not completed".into()),
-        ))),
-        _ => Err(conflict(
-            "Reservation expired during payment; the charge was refunded",
-        )),
     }
 }
 
@@ -319,95 +284,14 @@ fn parse_request(req: PaymentRequest) -> Result<(mongodb::bson::oid::ObjectId, M
     Ok((order_id, method, fingerprint))
 }
 
-fn pay_error(err: PayError) -> PaymentError {
-    match err {
-        PayError::NotFound => PaymentError::NotFound(ErrorBody::new("Order not found")),
-        PayError::Cancelled => conflict("Order is cancelled"),
-        PayError::AlreadyPaid => conflict("Order is already paid"),
-        PayError::Expired => conflict("Reservation expired"),
-        PayError::Declined(message) => PaymentError::Declined(ErrorBody::new(message)),
-        PayError::Invalid { field, message } => bad_field(field, &message),
-        PayError::StripeUnavailable(e) => {
-            PaymentError::Unavailable(ErrorBody::unavailable(anyhow::anyhow!("Stripe: {e}")))
-        }
-        PayError::Dependency(e) => e.into(),
-    }
-}
-
-/// Final answers are kept for replay; a 503 or 500 is not final, so a retry runs again.
-fn stored_answer(result: &Result<PaymentResponse>) -> Option<StoredAnswer> {
-    let (status, body) = match result {
-        Ok(PaymentResponse::Created(p, _)) => (201, json(&p.0)),
-        Ok(PaymentResponse::Accepted(p, _)) => (202, json(&p.0)),
-        Ok(PaymentResponse::Ok(p)) => (200, json(&p.0)),
-        Err(PaymentError::BadRequest(e)) => (400, json(&e.0)),
-        Err(PaymentError::Declined(e)) => (402, json(&e.0)),
-        Err(PaymentError::NotFound(e)) => (404, json(&e.0)),
-        Err(PaymentError::Conflict(e)) => (409, json(&e.0)),
-        Err(
-            PaymentError::Unauthorized(_)
-            | PaymentError::Unavailable(_)
-            | PaymentError::Unexpected(_),
-        ) => return None,
-    };
-    Some(StoredAnswer { status, body })
-}
-
-fn replay(answer: StoredAnswer) -> Result<PaymentResponse> {
-    let error = || serde_json::from_str::<ErrorBody>(&answer.body).map(Json);
-    let broken = |e: serde_json::Error| PaymentError::Unexpected(ErrorBody::unexpected(e.into()));
-    match answer.status {
-        201 => {
-            let payment: Payment = serde_json::from_str(&answer.body).map_err(broken)?;
-            let location = format!("/api/payments/{}", payment.id);
-            Ok(PaymentResponse::Created(Json(payment), location))
-        }
-        200 => Ok(PaymentResponse::Ok(Json(
-            serde_json::from_str(&answer.body).map_err(broken)?,
-        ))),
-        400 => Err(PaymentError::BadRequest(error().map_err(broken)?)),
-        402 => Err(PaymentError::Declined(error().map_err(broken)?)),
-        404 => Err(PaymentError::NotFound(error().map_err(broken)?)),
-        _ => Err(PaymentError::Conflict(error().map_err(broken)?)),
-    }
-}
-
-fn json<T: Serialize>(value: &T) -> String {
-    serde_json::to_string(value).expect("response bodies serialize")
-}
-
-fn conflict(message: &str) -> PaymentError {
+pub(super) fn conflict(message: &str) -> PaymentError {
     PaymentError::Conflict(ErrorBody::new(message))
 }
 
-fn bad_field(field: &str, message: &str) -> PaymentError {
+pub(super) fn bad_field(field: &str, message: &str) -> PaymentError {
     PaymentError::BadRequest(ErrorBody::field(field, message))
 }
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-pub fn view(p: PaymentRecord) -> Payment {
-    let status = match p.status.as_str() {
-        attempts::PENDING => PaymentStatus::Pending,
-        attempts::REQUIRES_ACTION => PaymentStatus::RequiresAction,
-        attempts::FAILED => PaymentStatus::Failed,
-        attempts::REFUNDING => PaymentStatus::Refunding,
-        attempts::REFUNDED => PaymentStatus::Refunded,
-        _ => PaymentStatus::Succeeded,
-    };
-    Payment {
-        id: p.id.to_hex(),
-        order_id: p.order_id,
-        amount: p.amount,
-        currency: p.currency,
-        stripe_id: p.stripe_id,
-        client_secret: p
-            .client_secret
-            .filter(|_| status == PaymentStatus::RequiresAction),
-        failure_message: p.failure.filter(|_| status == PaymentStatus::Failed),
-        status,
-        created_at: p.created_at,
-    }
 }

@@ -75,7 +75,13 @@ enum WebhookFailure {
 dependency_errors!(WebhookFailure);
 
 pub struct WebhookApi {
-    pub webhooks: Arc<Webhooks>,
+    webhooks: Arc<Webhooks>,
+}
+
+impl WebhookApi {
+    pub fn new(webhooks: Arc<Webhooks>) -> Self {
+        Self { webhooks }
+    }
 }
 
 #[OpenApi(prefix_path = "/api/payments/webhooks", tag = "WebhookTags::Webhooks")]

@@ -6,7 +6,7 @@ use futures::TryStreamExt;
 use lib_shared::{
     http::error::{DependencyError, is_duplicate_key, landed_before},
     messaging::events::Envelope,
-    messaging::outbox::{self, Outbox},
+    messaging::outbox::{Outbox, Written},
 };
 use mongodb::{
     Collection, Database, IndexModel,
@@ -15,19 +15,9 @@ use mongodb::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::domain::PaymentStatus;
+
 pub const PAYMENTS: &str = "payments";
-
-pub const PENDING: &str = "pending";
-pub const REQUIRES_ACTION: &str = "requires_action";
-pub const SUCCEEDED: &str = "succeeded";
-pub const FAILED: &str = "failed";
-pub const REFUNDING: &str = "refunding";
-pub const REFUNDED: &str = "refunded";
-
-/// States a charge may still move on from: someone must see each of them to its end.
-pub const OPEN: [&str; 3] = [PENDING, REQUIRES_ACTION, REFUNDING];
-/// States in which the attempt may still become a sale.
-pub const CHARGING: [&str; 2] = [PENDING, REQUIRES_ACTION];
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -52,7 +42,7 @@ pub struct PaymentRecord {
     /// The PaymentIntent, stored before it is confirmed.
     #[serde(default)]
     pub stripe_id: Option<String>,
-    pub status: String,
+    pub status: PaymentStatus,
     #[serde(default)]
     pub client_secret: Option<String>,
     /// Stripe's reason for a failed attempt.
@@ -104,7 +94,7 @@ pub async fn ensure_indexes(db: &Database) -> Result<(), DependencyError> {
             unique_where(
                 doc! { "orderId": 1 },
                 "one_successful_payment_per_order",
-                doc! { "status": SUCCEEDED },
+                doc! { "status": PaymentStatus::Succeeded },
             ),
             // A key pattern of its own: some servers refuse two partial indexes on one.
             unique_where(
@@ -159,7 +149,7 @@ pub async fn record_intent(
 ) -> Result<bool, DependencyError> {
     let result = payments(db)
         .update_one(
-            doc! { "_id": id, "status": PENDING, "stripeId": null },
+            doc! { "_id": id, "status": PaymentStatus::Pending, "stripeId": null },
             doc! { "$set": {
                 "stripeId": stripe_id,
                 "clientSecret": client_secret,
@@ -183,38 +173,28 @@ pub enum Moved {
 /// Moves an attempt from one of `from` to `to` in one conditional update, with `set`
 /// applied and `event` in its outbox, then publishes the event.
 pub async fn transition(
-    db: &Database,
     outbox: &Outbox,
     id: ObjectId,
-    from: &[&str],
-    to: &str,
+    from: &[PaymentStatus],
+    to: PaymentStatus,
     mut set: Document,
     event: Option<Envelope>,
 ) -> Result<Moved, DependencyError> {
     set.insert("status", to);
     set.insert("updatedAt", bson::DateTime::now());
     let mut update = doc! { "$set": set };
-    if !CHARGING.contains(&to) {
+    if !to.is_charging() {
         update.insert("$unset", doc! { "inFlight": "" });
     }
-    if let Some(event) = &event {
-        update.insert("$push", outbox::push(std::slice::from_ref(event)));
-    }
-    let filter = doc! { "_id": id, "status": { "$in": from.to_vec() } };
-    let moved = match db
-        .collection::<Document>(PAYMENTS)
-        .update_one(filter, update)
-        .await
-    {
-        Ok(r) if r.matched_count == 1 => Moved::Done,
-        Ok(_) => Moved::Stale,
-        Err(e) if is_duplicate_key(&e) => Moved::OrderAlreadyPaid,
-        Err(e) => return Err(e.into()),
-    };
-    if let (Moved::Done, Some(event)) = (moved, event) {
-        outbox.flush(PAYMENTS, id, &[event]).await;
-    }
-    Ok(moved)
+    let guard = doc! { "status": { "$in": from.to_vec() } };
+    let written = outbox
+        .update_with_events(PAYMENTS, id, guard, update, event.into_iter().collect())
+        .await?;
+    Ok(match written {
+        Written::Done => Moved::Done,
+        Written::Stale => Moved::Stale,
+        Written::Duplicate => Moved::OrderAlreadyPaid,
+    })
 }
 
 /// Keeps (or hands on) the attempt's lease: `until` is when others may take it over.
@@ -242,7 +222,7 @@ pub async fn claim_due(
     let now = bson::DateTime::now();
     Ok(payments(db)
         .find_one_and_update(
-            doc! { "status": { "$in": OPEN.to_vec() }, "leaseUntil": { "$lt": now } },
+            doc! { "status": { "$in": PaymentStatus::OPEN.to_vec() }, "leaseUntil": { "$lt": now } },
             doc! { "$set": {
                 "leaseUntil": bson::DateTime::from_chrono(until),
                 "leaseOwner": owner,
@@ -279,7 +259,7 @@ pub async fn succeeded_for(
     order_id: &str,
 ) -> Result<Option<PaymentRecord>, DependencyError> {
     Ok(payments(db)
-        .find_one(doc! { "orderId": order_id, "status": SUCCEEDED })
+        .find_one(doc! { "orderId": order_id, "status": PaymentStatus::Succeeded })
         .await?)
 }
 

@@ -1,6 +1,9 @@
 //! This service's copy of the orders, kept from `order:*` events.
 
-use lib_shared::http::error::{DependencyError, is_duplicate_key};
+use lib_shared::{
+    domain::states::OrderStatus,
+    http::error::{DependencyError, is_duplicate_key},
+};
 use mongodb::{
     Collection, Database,
     bson::{doc, oid::ObjectId},
@@ -16,7 +19,7 @@ pub struct OrderCopy {
     pub user_id: String,
     pub ticket_id: String,
     pub amount: i64,
-    pub status: String,
+    pub status: OrderStatus,
     pub version: i64,
 }
 
@@ -44,7 +47,7 @@ pub async fn apply_order(db: &Database, order: &OrderCopy) -> Result<(), Depende
 pub async fn set_order_status(
     db: &Database,
     id: ObjectId,
-    status: &str,
+    status: OrderStatus,
     version: i64,
 ) -> Result<(), DependencyError> {
     orders(db)

@@ -1,3 +1,3 @@
 mod tickets;
 
-pub use tickets::{Ticket, TicketPage, TicketsApi, view};
+pub use tickets::{Ticket, TicketPage, TicketsApi};

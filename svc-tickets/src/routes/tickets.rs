@@ -4,8 +4,9 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use lib_shared::{
-    dependency_errors, domain::ids::parse_id, domain::money::Price, http::auth::Authenticated,
-    http::body::JsonBody, http::error::ErrorBody, http::types::Text,
+    dependency_errors,
+    domain::{ids::parse_id, money::Price, states::TicketStatus},
+    http::{auth::Authenticated, body::JsonBody, error::ErrorBody, types::Text},
 };
 use mongodb::bson::oid::ObjectId;
 use poem_openapi::{
@@ -13,28 +14,17 @@ use poem_openapi::{
     param::{Path, Query},
     payload::Json,
 };
-use serde::{Deserialize, Serialize};
 
 use crate::{
     domain::TicketTitle,
-    startup::State,
-    store::{self, AVAILABLE, Decision, ListQuery, Outcome, TicketRecord},
+    listings::{EditError, Listings},
+    store::{ListQuery, RecordPage, TicketRecord},
 };
 
 #[derive(Tags)]
 enum TicketTags {
     /// Tickets for sale.
     Tickets,
-}
-
-/// Where a ticket is in its sale.
-#[derive(Enum, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[oai(rename_all = "lowercase")]
-#[serde(rename_all = "lowercase")]
-pub enum TicketStatus {
-    Available,
-    Reserved,
-    Sold,
 }
 
 /// Which tickets to list.
@@ -48,9 +38,8 @@ pub enum StatusFilter {
 }
 
 /// A ticket listed for sale.
-#[derive(Object, Serialize, Deserialize)]
+#[derive(Object)]
 #[oai(rename_all = "camelCase")]
-#[serde(rename_all = "camelCase")]
 pub struct Ticket {
     /// Ticket id.
     pub id: String,
@@ -75,9 +64,8 @@ pub struct Ticket {
 }
 
 /// A page of tickets, newest first.
-#[derive(Object, Serialize, Deserialize)]
+#[derive(Object)]
 #[oai(rename_all = "camelCase")]
-#[serde(rename_all = "camelCase")]
 pub struct TicketPage {
     /// The tickets on this page.
     pub items: Vec<Ticket>,
@@ -139,7 +127,13 @@ dependency_errors!(TicketError);
 type Result<T> = std::result::Result<T, TicketError>;
 
 pub struct TicketsApi {
-    pub state: Arc<State>,
+    listings: Arc<Listings>,
+}
+
+impl TicketsApi {
+    pub fn new(listings: Arc<Listings>) -> Self {
+        Self { listings }
+    }
 }
 
 #[OpenApi(prefix_path = "/api/tickets", tag = "TicketTags::Tickets")]
@@ -169,39 +163,16 @@ impl TicketsApi {
             before: optional_id(cursor.0, "cursor")?,
             limit: limit.0.unwrap_or(20),
         };
-        let key = query.cache_key();
-        let generation = match self.state.cache.page(&key).await {
-            Ok(page) => return Ok(Json(page)),
-            Err(generation) => generation,
-        };
-        let mut found = store::list(&self.state.db, &query).await?;
-        let next_cursor = (found.len() > query.limit as usize).then(|| {
-            found.truncate(query.limit as usize);
-            found.last().map(TicketRecord::id_hex)
-        });
-        let page = TicketPage {
-            items: found.into_iter().map(view).collect(),
-            next_cursor: next_cursor.flatten(),
-        };
-        if let Some(generation) = generation {
-            self.state.cache.fill_page(&key, &generation, &page).await;
-        }
-        Ok(Json(page))
+        let page = self.listings.page(&query).await?;
+        Ok(Json(page.into()))
     }
 
     /// One ticket.
     #[oai(path = "/:id", method = "get", operation_id = "getTicket")]
     async fn get(&self, id: Path<String>) -> Result<TicketResponse> {
         let id = ticket_id(&id.0)?;
-        if let Some(ticket) = self.state.cache.ticket(&id.to_hex()).await {
-            return Ok(TicketResponse::Ok(Json(ticket)));
-        }
-        let ticket = store::find(&self.state.db, id)
-            .await?
-            .ok_or_else(not_found)?;
-        let ticket = view(ticket);
-        self.state.cache.fill(&ticket).await;
-        Ok(TicketResponse::Ok(Json(ticket)))
+        let ticket = self.listings.find(id).await?.ok_or_else(not_found)?;
+        Ok(TicketResponse::Ok(Json(ticket.into())))
     }
 
     /// List a ticket for sale.
@@ -212,24 +183,11 @@ impl TicketsApi {
         body: JsonBody<TicketInput>,
     ) -> Result<TicketResponse> {
         let (title, price) = parse_input(body.0)?;
-        let now = store::now();
-        let ticket = TicketRecord {
-            id: ObjectId::new(),
-            title: title.into_inner(),
-            price_cents: price.cents(),
-            currency: "usd".into(),
-            user_id: user.0.id,
-            status: AVAILABLE.into(),
-            order_id: None,
-            reserved_until: None,
-            version: 0,
-            created_at: now,
-            updated_at: now,
-        };
-        store::insert(&self.state.db, &self.state.outbox, &ticket).await?;
-        tracing::info!(ticket_id = %ticket.id, "ticket listed");
-        let ticket = view(ticket);
-        self.state.cache.changed(&ticket).await;
+        let ticket: Ticket = self
+            .listings
+            .list_for_sale(user.0.id, title, price)
+            .await?
+            .into();
         let location = format!("/api/tickets/{}", ticket.id);
         Ok(TicketResponse::Created(Json(ticket), location))
     }
@@ -244,48 +202,29 @@ impl TicketsApi {
     ) -> Result<TicketResponse> {
         let id = ticket_id(&id.0)?;
         let (title, price) = parse_input(body.0)?;
-        let mut refusal = None;
-        let outcome = store::change(&self.state.db, &self.state.outbox, id, false, |t| {
-            refusal = edit_refusal(t, &user.0.id);
-            if refusal.is_some() {
-                return Decision::Keep;
-            }
-            Decision::Change(TicketRecord {
-                title: title.clone().into_inner(),
-                price_cents: price.cents(),
-                ..t.clone()
-            })
-        })
-        .await?;
-        match (outcome, refusal) {
-            (_, Some(refusal)) => Err(refusal),
-            (Outcome::Changed(t), None) => {
-                let t = view(t);
-                self.state.cache.changed(&t).await;
-                Ok(TicketResponse::Ok(Json(t)))
-            }
-            (Outcome::Kept(t), None) => Ok(TicketResponse::Ok(Json(view(t)))),
-            (Outcome::NotFound, None) => Err(not_found()),
-            (Outcome::Conflict, None) => Err(TicketError::Conflict(ErrorBody::new(
-                "Ticket was changed meanwhile; reload it and try again",
-            ))),
-        }
+        let ticket = self
+            .listings
+            .edit(id, &user.0.id, title, price)
+            .await
+            .map_err(edit_error)?;
+        Ok(TicketResponse::Ok(Json(ticket.into())))
     }
 }
 
-fn edit_refusal(ticket: &TicketRecord, user_id: &str) -> Option<TicketError> {
-    if ticket.user_id != user_id {
-        return Some(TicketError::Forbidden(ErrorBody::new(
-            "Only the seller can edit this ticket",
-        )));
+fn edit_error(err: EditError) -> TicketError {
+    match err {
+        EditError::NotFound => not_found(),
+        EditError::NotSeller => {
+            TicketError::Forbidden(ErrorBody::new("Only the seller can edit this ticket"))
+        }
+        EditError::NotAvailable(status) => TicketError::Conflict(ErrorBody::new(format!(
+            "Ticket is {status} and cannot be edited"
+        ))),
+        EditError::Changed => TicketError::Conflict(ErrorBody::new(
+            "Ticket was changed meanwhile; reload it and try again",
+        )),
+        EditError::Dependency(e) => e.into(),
     }
-    if ticket.status != AVAILABLE {
-        return Some(TicketError::Conflict(ErrorBody::new(format!(
-            "Ticket is {} and cannot be edited",
-            ticket.status
-        ))));
-    }
-    None
 }
 
 fn parse_input(input: TicketInput) -> Result<(TicketTitle, Price)> {
@@ -314,31 +253,37 @@ fn not_found() -> TicketError {
     TicketError::NotFound(ErrorBody::new("Ticket not found"))
 }
 
-fn status_filter(filter: StatusFilter) -> Option<&'static str> {
+fn status_filter(filter: StatusFilter) -> Option<TicketStatus> {
     match filter {
-        StatusFilter::Available => Some(store::AVAILABLE),
-        StatusFilter::Reserved => Some(store::RESERVED),
-        StatusFilter::Sold => Some(store::SOLD),
+        StatusFilter::Available => Some(TicketStatus::Available),
+        StatusFilter::Reserved => Some(TicketStatus::Reserved),
+        StatusFilter::Sold => Some(TicketStatus::Sold),
         StatusFilter::All => None,
     }
 }
 
-pub fn view(t: TicketRecord) -> Ticket {
-    let status = match t.status.as_str() {
-        store::RESERVED => TicketStatus::Reserved,
-        store::SOLD => TicketStatus::Sold,
-        _ => TicketStatus::Available,
-    };
-    Ticket {
-        price: t.price().dollars(),
-        id: t.id.to_hex(),
-        title: t.title,
-        currency: t.currency,
-        user_id: t.user_id,
-        status,
-        order_id: t.order_id,
-        version: t.version,
-        created_at: t.created_at,
-        updated_at: t.updated_at,
+impl From<TicketRecord> for Ticket {
+    fn from(t: TicketRecord) -> Self {
+        Self {
+            price: t.price().dollars(),
+            id: t.id.to_hex(),
+            title: t.title,
+            currency: t.currency,
+            user_id: t.user_id,
+            status: t.status,
+            order_id: t.order_id,
+            version: t.version,
+            created_at: t.created_at,
+            updated_at: t.updated_at,
+        }
+    }
+}
+
+impl From<RecordPage> for TicketPage {
+    fn from(page: RecordPage) -> Self {
+        Self {
+            items: page.items.into_iter().map(Ticket::from).collect(),
+            next_cursor: page.next_cursor,
+        }
     }
 }

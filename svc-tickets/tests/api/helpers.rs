@@ -3,6 +3,7 @@ use std::time::Duration;
 use lib_shared::{
     domain::locks::Locks,
     domain::money::Price,
+    domain::states::{CancelReason, OrderStatus},
     messaging::events::{
         Envelope, OrderCancelled, OrderCompleted, OrderCreated, PricedTicketRef, TicketRef,
     },
@@ -30,8 +31,8 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_with(settings: CommonSettings) -> TestApp {
     let app = Application::build(settings.clone()).await.expect("builds");
     let address = format!("http://127.0.0.1:{}", app.port());
-    let db = app.state.db.clone();
-    let redis = app.state.redis.clone();
+    let db = app.infra.mongo.clone();
+    let redis = app.infra.redis.clone();
     tokio::spawn(app.run_until_stopped());
     TestApp {
         address,
@@ -140,7 +141,7 @@ pub fn order_created(ticket_id: &str, order_id: &str) -> Envelope {
         id: order_id.into(),
         version: 0,
         user_id: testing::new_user_id(),
-        status: "created".into(),
+        status: OrderStatus::Created,
         expires_at: (chrono::Utc::now() + chrono::TimeDelta::seconds(60)).to_rfc3339(),
         ticket: PricedTicketRef {
             id: ticket_id.into(),
@@ -156,7 +157,7 @@ pub fn order_cancelled(ticket_id: &str, order_id: &str) -> Envelope {
         ticket: TicketRef {
             id: ticket_id.into(),
         },
-        reason: "user".into(),
+        reason: CancelReason::User,
     })
 }
 

@@ -372,12 +372,7 @@ impl<H: Handler> Consumer<H> {
             ("deliveries", deliveries.as_str()),
         ];
         if let Some(e) = event {
-            fields.extend([
-                ("id", e.id.as_str()),
-                ("type", e.kind.as_str()),
-                ("occurredAt", e.occurred_at.as_str()),
-                ("data", e.data.as_str()),
-            ]);
+            fields.extend(e.fields());
         }
         let mut conn = self.redis.clone();
         let _: String = conn
@@ -400,10 +395,11 @@ fn envelope(map: &HashMap<String, Value>) -> anyhow::Result<Envelope> {
             None => anyhow::bail!("entry has no `{name}` field"),
         }
     };
+    let [id, kind, at, data] = Envelope::FIELDS;
     Ok(Envelope {
-        id: field("id")?,
-        kind: field("type")?,
-        occurred_at: field("occurredAt")?,
-        data: field("data")?,
+        id: field(id)?,
+        kind: field(kind)?,
+        occurred_at: field(at)?,
+        data: field(data)?,
     })
 }

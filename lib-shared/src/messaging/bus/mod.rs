@@ -36,16 +36,7 @@ impl Publisher {
     pub async fn publish(&self, event: &Envelope) -> Result<String, DependencyError> {
         let mut conn = self.redis.clone();
         let entry: String = conn
-            .xadd(
-                stream_key(&self.prefix, &event.kind),
-                "*",
-                &[
-                    ("id", event.id.as_str()),
-                    ("type", event.kind.as_str()),
-                    ("occurredAt", event.occurred_at.as_str()),
-                    ("data", event.data.as_str()),
-                ],
-            )
+            .xadd(stream_key(&self.prefix, &event.kind), "*", &event.fields())
             .await?;
         Ok(entry)
     }

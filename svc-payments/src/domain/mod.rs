@@ -1,0 +1,3 @@
+mod status;
+
+pub use status::PaymentStatus;
