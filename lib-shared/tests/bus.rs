@@ -29,7 +29,7 @@ impl Handler for Counting {
 struct Setup {
     settings: lib_shared::runtime::config::CommonSettings,
     redis: lib_shared::runtime::infra::Redis,
-    client: redis::Client,
+    readers: lib_shared::runtime::infra::Readers,
     publisher: Publisher,
     shutdown: CancellationToken,
 }
@@ -37,12 +37,12 @@ struct Setup {
 fn setup() -> Setup {
     let settings = testing::settings("bus", None);
     let redis = lib_shared::runtime::infra::redis(&settings).unwrap();
-    let client = redis::Client::open(settings.redis_url.expose()).unwrap();
+    let readers = lib_shared::runtime::infra::readers(&settings).unwrap();
     Setup {
         publisher: Publisher::new(redis.clone(), settings.redis_prefix.clone()),
         settings,
         redis,
-        client,
+        readers,
         shutdown: CancellationToken::new(),
     }
 }
@@ -67,7 +67,7 @@ impl Setup {
             fail,
         });
         spawn_consumer(
-            self.client.clone(),
+            self.readers.clone(),
             self.redis.clone(),
             self.config(consumer),
             handler,

@@ -64,7 +64,7 @@ impl Handler for Early {
 struct Bus {
     settings: lib_shared::runtime::config::CommonSettings,
     redis: lib_shared::runtime::infra::Redis,
-    client: redis::Client,
+    readers: lib_shared::runtime::infra::Readers,
 }
 
 impl Bus {
@@ -72,7 +72,7 @@ impl Bus {
         let settings = testing::settings("bus", None);
         Self {
             redis: lib_shared::runtime::infra::redis(&settings).unwrap(),
-            client: redis::Client::open(settings.redis_url.expose()).unwrap(),
+            readers: lib_shared::runtime::infra::readers(&settings).unwrap(),
             settings,
         }
     }
@@ -93,7 +93,7 @@ impl Bus {
     fn start<H: Handler>(&self, config: ConsumerConfig, handler: H) -> CancellationToken {
         let stop = CancellationToken::new();
         spawn_consumer(
-            self.client.clone(),
+            self.readers.clone(),
             self.redis.clone(),
             config,
             Arc::new(handler),

@@ -3,8 +3,12 @@
 use std::time::Duration;
 
 use anyhow::Context;
+use deadpool_redis::{Manager, Runtime};
 use mongodb::{Client, Database, bson::doc, options::ClientOptions};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{
+    AsyncConnectionConfig,
+    aio::{ConnectionManager, ConnectionManagerConfig},
+};
 
 use crate::runtime::config::CommonSettings;
 
@@ -39,6 +43,38 @@ pub fn redis(settings: &CommonSettings) -> anyhow::Result<Redis> {
         .set_response_timeout(Some(DEPENDENCY_TIMEOUT))
         .set_number_of_retries(0);
     ConnectionManager::new_lazy_with_config(client, config).context("building the Redis connection")
+}
+
+/// Connections for blocking stream reads (`XREADGROUP BLOCK`). Requests never take
+/// from this pool: each check-out costs a recycling `PING`, which the shared connection
+/// above avoids. A reader holds one connection for a whole read session, blocked most of
+/// the time, so a pool of dedicated connections is the right shape there.
+pub type Readers = deadpool_redis::Pool;
+
+/// The longest a blocking read may wait; the readers' reply timeout allows for it.
+pub const MAX_BLOCK: Duration = Duration::from_secs(2);
+
+/// Readers per service: one per consumer group, with room to spare.
+const READERS: usize = 4;
+
+pub fn readers(settings: &CommonSettings) -> anyhow::Result<Readers> {
+    readers_for(settings.redis_url.expose())
+}
+
+pub fn readers_for(redis_url: &str) -> anyhow::Result<Readers> {
+    // Past the longest block, or a quiet stream would look like a dead connection.
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(DEPENDENCY_TIMEOUT))
+        .set_response_timeout(Some(MAX_BLOCK + Duration::from_secs(3)));
+    let manager = Manager::new_with_config(redis_url, config)
+        .context("REDIS_URL is not a valid Redis URL")?;
+    deadpool_redis::Pool::builder(manager)
+        .max_size(READERS)
+        .runtime(Runtime::Tokio1)
+        .create_timeout(Some(DEPENDENCY_TIMEOUT))
+        .recycle_timeout(Some(DEPENDENCY_TIMEOUT))
+        .build()
+        .context("building the Redis readers' pool")
 }
 
 pub async fn ping_mongo(db: &Database) -> anyhow::Result<()> {

@@ -25,7 +25,7 @@ use crate::{
     messaging::bus::Publisher,
     runtime::config::CommonSettings,
     runtime::infra,
-    runtime::infra::Redis,
+    runtime::infra::{Readers, Redis},
     runtime::metrics::{Metrics, TrackRequests},
 };
 
@@ -37,7 +37,9 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub struct Infra {
     pub mongo: Database,
     pub redis: Redis,
-    /// For connections that must not share the pool's short response timeout.
+    /// Dedicated connections for the blocking stream readers.
+    pub readers: Readers,
+    /// For a pub/sub subscription, which needs a connection of its own.
     pub redis_client: redis::Client,
     pub prefix: String,
     pub publisher: Publisher,
@@ -68,6 +70,7 @@ impl Infra {
             mongo,
             redis,
             redis_client,
+            readers: infra::readers(settings)?,
             prefix,
             verifier,
             metrics: Arc::new(Metrics::new(settings.service)),
@@ -159,7 +162,7 @@ pub fn consume<H: crate::messaging::bus::Handler>(
     config.claim_idle = settings.event_claim_idle;
     config.metrics = Some(infra.metrics.bus.clone());
     crate::messaging::bus::spawn_consumer(
-        infra.redis_client.clone(),
+        infra.readers.clone(),
         infra.redis.clone(),
         config,
         Arc::new(handler),

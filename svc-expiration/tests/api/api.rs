@@ -7,7 +7,7 @@ use crate::helpers::{new_user, spawn_system, time};
 async fn support_can_see_when_an_order_is_due() {
     let system = spawn_system(std::time::Duration::from_secs(60), None).await;
     let expiration = system.start_expiration(true).await;
-    let ticket = system.listed_ticket(&new_user()).await;
+    let ticket = system.listed_ticket(&new_user(), 20.0).await;
     let order = system.ordered(&new_user(), &ticket).await;
     let id = order["id"].as_str().unwrap();
     let url = |order: &str| format!("{}/api/expiration/orders/{order}", expiration.address);

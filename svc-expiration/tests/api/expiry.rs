@@ -14,11 +14,11 @@ const WINDOW: Duration = Duration::from_secs(2);
 
 async fn assert_expired_on_time(system: &System) {
     let buyer = new_user();
-    let ticket = system.listed_ticket(&new_user()).await;
+    let ticket = system.listed_ticket(&new_user(), 20.0).await;
     let order = system.ordered(&buyer, &ticket).await;
     let id = order["id"].as_str().unwrap();
 
-    let o = system.wait_order(&buyer, id, "cancelled", 10).await;
+    let o = system.wait_order(&buyer, id, "cancelled").await;
 
     assert_eq!(o["cancelReason"], "expired");
     let (expires, cancelled) = (time(&o["expiresAt"]), time(&o["cancelledAt"]));
@@ -71,7 +71,7 @@ async fn a_lapsed_lock_alone_expires_an_order_missing_from_the_queue() {
     let system = spawn_system(WINDOW, None).await;
     system.start_expiration(true).await;
     let buyer = new_user();
-    let ticket = system.listed_ticket(&new_user()).await;
+    let ticket = system.listed_ticket(&new_user(), 20.0).await;
     let order = system.ordered(&buyer, &ticket).await;
     let id = order["id"].as_str().unwrap();
     let due_key = format!("{}expiration:due", system.base.redis_prefix);
@@ -86,7 +86,7 @@ async fn a_lapsed_lock_alone_expires_an_order_missing_from_the_queue() {
     let removed: i64 = conn.zrem(&due_key, id).await.unwrap();
     assert_eq!(removed, 1);
 
-    let o = system.wait_order(&buyer, id, "cancelled", 10).await;
+    let o = system.wait_order(&buyer, id, "cancelled").await;
     assert_eq!(o["cancelReason"], "expired");
     assert!(time(&o["cancelledAt"]) >= time(&o["expiresAt"]));
 }
@@ -155,7 +155,7 @@ async fn an_order_paid_just_before_its_window_ends_stays_complete() {
     let system = spawn_system(WINDOW, None).await;
     system.start_expiration(true).await;
     let buyer = new_user();
-    let ticket = system.listed_ticket(&new_user()).await;
+    let ticket = system.listed_ticket(&new_user(), 20.0).await;
     let order = system.ordered(&buyer, &ticket).await;
     let id = order["id"].as_str().unwrap().to_string();
     let expires = time(&order["expiresAt"]);
@@ -180,7 +180,7 @@ async fn an_order_paid_just_before_its_window_ends_stays_complete() {
         .await
         .unwrap();
 
-    system.wait_order(&buyer, &id, "complete", 10).await;
+    system.wait_order(&buyer, &id, "complete").await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(system.order_json(&buyer, &id).await["status"], "complete");
     assert!(system.published("order:cancelled").await.is_empty());
@@ -202,7 +202,7 @@ async fn an_order_paid_just_before_its_window_ends_stays_complete() {
 async fn a_stale_lapsed_lock_notice_does_not_fire_the_tickets_newer_order() {
     let system = spawn_system(Duration::from_secs(60), None).await;
     system.start_expiration(true).await;
-    let ticket = system.listed_ticket(&new_user()).await;
+    let ticket = system.listed_ticket(&new_user(), 20.0).await;
     let (first_buyer, second_buyer) = (new_user(), new_user());
     let first = system.ordered(&first_buyer, &ticket).await;
     let first_id = first["id"].as_str().unwrap().to_string();

@@ -2,104 +2,45 @@
 
 use std::time::Duration;
 
+use lib_shared::testing;
+use mongodb::bson::{doc, oid::ObjectId};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use test_support::{Options, System};
 
-use crate::helpers::{User, id_of, new_user, spawn_app_with};
+use crate::helpers::{User, id_of, new_user};
 
-struct Both {
-    orders: crate::helpers::TestApp,
-    tickets: String,
-    client: reqwest::Client,
+async fn spawn_both() -> System {
+    test_support::spawn(Options::new(Duration::from_secs(60))).await
 }
 
-async fn spawn_both() -> Both {
-    let orders_settings = lib_shared::testing::settings("orders", None);
-    let mut tickets_settings = lib_shared::testing::settings("tickets", None);
-    tickets_settings.redis_prefix = orders_settings.redis_prefix.clone();
-    let tickets = svc_tickets::Application::build(tickets_settings)
+async fn edit_ticket(
+    system: &System,
+    seller: &User,
+    ticket: &str,
+    body: Value,
+) -> reqwest::Response {
+    system
+        .client
+        .put(format!("{}/{ticket}", system.tickets))
+        .bearer_auth(&seller.token)
+        .json(&body)
+        .send()
         .await
-        .unwrap();
-    let tickets_url = format!("http://127.0.0.1:{}/api/tickets", tickets.port());
-    tokio::spawn(tickets.run_until_stopped());
-    let orders = spawn_app_with(orders_settings, Duration::from_secs(60)).await;
-    Both {
-        orders,
-        tickets: tickets_url,
-        client: reqwest::Client::new(),
-    }
-}
-
-impl Both {
-    async fn list_ticket(&self, seller: &User, title: &str, price: f64) -> String {
-        let resp = self
-            .client
-            .post(&self.tickets)
-            .bearer_auth(&seller.token)
-            .json(&json!({"title": title, "price": price}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), StatusCode::CREATED);
-        id_of(&resp.json::<Value>().await.unwrap())
-    }
-
-    async fn ticket(&self, id: &str) -> Value {
-        self.client
-            .get(format!("{}/{id}", self.tickets))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
-
-    async fn wait_ticket(&self, id: &str, status: &str) {
-        lib_shared::testing::eventually(&format!("ticket {status}"), 10, async || {
-            self.ticket(id).await["status"] == status
-        })
-        .await;
-    }
-
-    async fn order_when_known(&self, buyer: &User, ticket: &str) -> Value {
-        let mut order = Value::Null;
-        lib_shared::testing::eventually("orders knows the ticket", 10, async || {
-            let resp = self.orders.order(buyer, ticket).await;
-            if resp.status() == StatusCode::CREATED {
-                order = resp.json().await.unwrap();
-                return true;
-            }
-            assert_eq!(
-                resp.status(),
-                StatusCode::NOT_FOUND,
-                "only unknown until the event arrives"
-            );
-            false
-        })
-        .await;
-        order
-    }
+        .unwrap()
 }
 
 #[tokio::test]
 async fn listing_ordering_cancelling_and_reordering_flow_through_events() {
-    let both = spawn_both().await;
+    let system = spawn_both().await;
     let seller = new_user();
     let (ada, bob) = (new_user(), new_user());
-    let ticket = both.list_ticket(&seller, "Final", 80.0).await;
+    let ticket = system.listed_ticket(&seller, 80.0).await;
 
-    let order = both.order_when_known(&ada, &ticket).await;
-    both.wait_ticket(&ticket, "reserved").await;
-    assert_eq!(both.ticket(&ticket).await["orderId"], order["id"]);
-    let edit = both
-        .client
-        .put(format!("{}/{ticket}", both.tickets))
-        .bearer_auth(&seller.token)
-        .json(&json!({"title": "x", "price": 1}))
-        .send()
-        .await
-        .unwrap();
+    let order = system.ordered(&ada, &ticket).await;
+    system.wait_ticket(&ticket, "reserved").await;
+    assert_eq!(system.ticket_json(&ticket).await["orderId"], order["id"]);
+    let edit = edit_ticket(&system, &seller, &ticket, json!({"title": "x", "price": 1})).await;
     assert_eq!(
         edit.status(),
         StatusCode::CONFLICT,
@@ -107,46 +48,41 @@ async fn listing_ordering_cancelling_and_reordering_flow_through_events() {
     );
 
     assert_eq!(
-        both.orders.cancel(&ada, &id_of(&order)).await.status(),
+        system.cancel(&ada, &id_of(&order)).await.status(),
         StatusCode::NO_CONTENT
     );
-    both.wait_ticket(&ticket, "available").await;
-    let second = both.orders.ordered(&bob, &ticket).await;
-    both.wait_ticket(&ticket, "reserved").await;
-    assert_eq!(both.ticket(&ticket).await["orderId"], second["id"]);
+    system.wait_ticket(&ticket, "available").await;
+    let second = system.ordered(&bob, &ticket).await;
+    system.wait_ticket(&ticket, "reserved").await;
+    assert_eq!(system.ticket_json(&ticket).await["orderId"], second["id"]);
 }
 
 #[tokio::test]
 async fn a_price_change_reaches_the_orders_copy() {
-    let both = spawn_both().await;
+    let system = spawn_both().await;
     let seller = new_user();
-    let ticket = both.list_ticket(&seller, "Gig", 10.0).await;
-    let known = both.order_when_known(&new_user(), &ticket).await;
-    both.orders
-        .cancel(
-            &User {
-                id: known["userId"].as_str().unwrap().into(),
-                token: lib_shared::testing::token_for(known["userId"].as_str().unwrap()),
-            },
-            &id_of(&known),
-        )
-        .await;
-    both.wait_ticket(&ticket, "available").await;
+    let ticket = system.listed_ticket(&seller, 10.0).await;
+    let buyer = new_user();
+    let held = system.ordered(&buyer, &ticket).await;
+    system.cancel(&buyer, &id_of(&held)).await;
+    system.wait_ticket(&ticket, "available").await;
 
-    let resp = both
-        .client
-        .put(format!("{}/{ticket}", both.tickets))
-        .bearer_auth(&seller.token)
-        .json(&json!({"title": "Gig", "price": 15.25}))
-        .send()
-        .await
-        .unwrap();
+    let body = json!({"title": "Gig", "price": 15.25});
+    let resp = edit_ticket(&system, &seller, &ticket, body).await;
     assert_eq!(resp.status(), StatusCode::OK);
     let version = resp.json::<Value>().await.unwrap()["version"]
         .as_i64()
         .unwrap();
-    both.orders.wait_for_ticket_copy(&ticket, version).await;
+    let copies = system
+        .orders_db
+        .collection::<mongodb::bson::Document>("tickets");
+    let id = ObjectId::parse_str(&ticket).unwrap();
+    testing::eventually("the new price in orders' copy", 10, async || {
+        let filter = doc! { "_id": id, "version": { "$gte": version } };
+        copies.find_one(filter).await.unwrap().is_some()
+    })
+    .await;
 
-    let order = both.orders.ordered(&new_user(), &ticket).await;
+    let order = system.ordered(&new_user(), &ticket).await;
     assert_eq!(order["ticket"]["price"], 15.25);
 }

@@ -14,7 +14,7 @@ use mongodb::bson::{Document, doc};
 use serde_json::json;
 
 use crate::{
-    helpers::{Options, System, User, intents_at, new_user, refunds_at, spawn_with},
+    helpers::{Options, Payments, System, User, intents_at, new_user, refunds_at, spawn_with},
     stripe_proxy::{Hold, StripeProxy},
     tcp_cut::TcpCut,
 };
@@ -63,8 +63,9 @@ impl Rig {
         let mongo_line = TcpCut::start(mongo.port).await;
         let redis_line = TcpCut::start(redis.port()).await;
         let mut system = spawn_with(Options {
-            servers: Some((mongo.mongodb_uri(), redis.url())),
-            external_payments: true,
+            mongodb_uri: Some(mongo.mongodb_uri()),
+            redis_url: Some(redis.url()),
+            payments: Payments::Elsewhere,
             ..Options::new(Duration::from_secs(120))
         })
         .await;

@@ -5,7 +5,10 @@ use reqwest::StatusCode;
 use svc_payments::Timing;
 
 use crate::{
-    helpers::{Options, assert_error, intents_for, new_user, refunds_at, spawn_with},
+    helpers::{
+        Options, assert_error, intents_for, new_user, options, pay_while_cancelled, refunds_at,
+        spawn_with,
+    },
     stripe_proxy::StripeProxy,
 };
 
@@ -21,7 +24,7 @@ async fn a_refund_that_fails_is_retried_until_stripe_confirms_it() {
             refund_backoff: Duration::from_millis(300),
             ..Timing::default()
         },
-        ..Options::new(Duration::from_secs(60))
+        ..options(Duration::from_secs(60))
     })
     .await;
     let buyer = new_user();
@@ -29,7 +32,7 @@ async fn a_refund_that_fails_is_retried_until_stripe_confirms_it() {
     system.wait_until_payments_knows(&order).await;
     // Each refund call is tried three times: two calls' worth of failures.
     proxy.fail_refunds(6);
-    let paying = system.pay_while_cancelled(&proxy, &buyer, &order).await;
+    let paying = pay_while_cancelled(&system, &proxy, &buyer, &order).await;
 
     let errors = assert_error(paying, StatusCode::CONFLICT).await;
     assert!(errors[0]["message"].as_str().unwrap().contains("refunded"));

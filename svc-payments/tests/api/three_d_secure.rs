@@ -5,7 +5,9 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use svc_payments::Timing;
 
-use crate::helpers::{Options, System, User, assert_error, intents_at, new_user, spawn_with};
+use crate::helpers::{
+    Options, System, User, assert_error, intents_at, new_user, options, spawn_with,
+};
 
 pub const WEBHOOK_SECRET: &str = "whsec_test_3ds";
 
@@ -70,7 +72,7 @@ async fn system_with_own_stripe(
         webhook_secret: Some(WEBHOOK_SECRET.into()),
         with_expiration: true,
         timing,
-        ..Options::new(order_ttl)
+        ..options(order_ttl)
     })
     .await;
     register_webhook(&system).await;

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use svc_payments::{Timing, signature};
 
 use crate::{
-    helpers::{Options, System, assert_error, new_user, spawn_with},
+    helpers::{Options, System, assert_error, new_user, options, pay_while_cancelled, spawn_with},
     stripe_proxy::StripeProxy,
     three_d_secure::{authenticate, card_needing_authentication},
 };
@@ -48,7 +48,7 @@ fn webhook_only(stripe: String) -> Options {
             refund_backoff: Duration::from_secs(600),
             ..Timing::default()
         },
-        ..Options::new(Duration::from_secs(60))
+        ..options(Duration::from_secs(60))
     }
 }
 
@@ -173,7 +173,7 @@ async fn charge_refunded_finishes_a_refund_in_progress() {
     let (_, order) = system.open_order(&buyer, 20.0).await;
     system.wait_until_payments_knows(&order).await;
     proxy.fail_refunds(usize::MAX);
-    let paying = system.pay_while_cancelled(&proxy, &buyer, &order).await;
+    let paying = pay_while_cancelled(&system, &proxy, &buyer, &order).await;
     assert_error(paying, StatusCode::CONFLICT).await;
     let payment = system.payments_of(&buyer, &order).await.remove(0);
     assert_eq!(payment["status"], "refunding");

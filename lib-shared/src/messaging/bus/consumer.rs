@@ -10,7 +10,7 @@ use std::{
 use chrono::Utc;
 use futures::StreamExt;
 use redis::{
-    AsyncCommands, AsyncConnectionConfig, Value,
+    AsyncCommands, Value,
     aio::MultiplexedConnection,
     streams::{
         StreamClaimOptions, StreamId, StreamPendingCountReply, StreamReadOptions, StreamReadReply,
@@ -26,14 +26,14 @@ use super::{
 use crate::{
     http::error::DependencyError,
     messaging::events::{DEAD_LETTER, Envelope, stream_key},
-    runtime::infra::Redis,
+    runtime::infra::{Readers, Redis},
 };
 
 pub(super) const MIN_BACKOFF: Duration = Duration::from_millis(100);
 pub(super) const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 pub(super) struct Consumer<H> {
-    pub(super) client: redis::Client,
+    pub(super) readers: Readers,
     pub(super) redis: Redis,
     pub(super) config: ConsumerConfig,
     handler: Arc<H>,
@@ -47,7 +47,7 @@ pub(super) struct Consumer<H> {
 
 impl<H: Handler> Consumer<H> {
     pub(super) fn new(
-        client: redis::Client,
+        readers: Readers,
         redis: Redis,
         config: ConsumerConfig,
         handler: Arc<H>,
@@ -55,7 +55,7 @@ impl<H: Handler> Consumer<H> {
         again: mpsc::UnboundedSender<(String, StreamId)>,
     ) -> Self {
         Self {
-            client,
+            readers,
             redis,
             config,
             handler,
@@ -106,20 +106,15 @@ impl<H: Handler> Consumer<H> {
     /// One connection's life: create the groups, go once through this consumer's own
     /// pending entries (from a restart), then read new ones until an error or shutdown.
     async fn read_session(self: &Arc<Self>) -> anyhow::Result<()> {
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(self.config.block + Duration::from_secs(5)));
-        let mut conn = self
-            .client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await?;
-        self.create_groups(&mut conn).await?;
+        let mut pooled = self.readers.get().await?;
+        let conn: &mut MultiplexedConnection = &mut pooled;
+        self.create_groups(conn).await?;
         let streams = self.config.streams();
         // Each stream's cursor moves past what was read, so an entry that fails again is
         // not read again at once: the reclaimer retries it after the idle timeout.
         let mut cursors = vec!["0-0".to_string(); streams.len()];
         loop {
-            let entries = self.read(&mut conn, &streams, &cursors, None).await?;
+            let entries = self.read(conn, &streams, &cursors, None).await?;
             if entries.is_empty() {
                 break;
             }
@@ -133,7 +128,7 @@ impl<H: Handler> Consumer<H> {
         let new = vec![">".to_string(); streams.len()];
         while !self.shutdown.is_cancelled() {
             let block = Some(self.config.block.as_millis() as usize);
-            let entries = self.read(&mut conn, &streams, &new, block).await?;
+            let entries = self.read(conn, &streams, &new, block).await?;
             self.process(entries).await;
         }
         Ok(())

@@ -17,7 +17,7 @@ pub use reclaim::trim_acknowledged;
 use crate::{
     http::error::DependencyError,
     messaging::events::{Envelope, stream_key},
-    runtime::infra::Redis,
+    runtime::infra::{MAX_BLOCK, Readers, Redis},
     runtime::metrics::BusMetrics,
 };
 
@@ -103,15 +103,17 @@ impl ConsumerConfig {
 
 /// Runs the reader and the reclaimer until `shutdown`, reconnecting whenever Redis goes away.
 pub fn spawn_consumer<H: Handler>(
-    client: redis::Client,
+    readers: Readers,
     redis: Redis,
     config: ConsumerConfig,
     handler: Arc<H>,
     shutdown: CancellationToken,
 ) {
     let (again, due) = tokio::sync::mpsc::unbounded_channel();
+    let mut config = config;
+    config.block = config.block.min(MAX_BLOCK);
     let consumer = Arc::new(consumer::Consumer::new(
-        client,
+        readers,
         redis,
         config,
         handler,
