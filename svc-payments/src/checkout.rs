@@ -3,9 +3,10 @@
 //! confirmed, so a crash anywhere leaves something the reconciler can settle. The work
 //! runs apart from the request, which waits for it only so long.
 
-use std::{collections::HashMap, sync::Arc};
+mod charge;
 
-use chrono::Utc;
+use std::sync::Arc;
+
 use lib_shared::{
     domain::{
         locks::{Holder, Locks},
@@ -21,8 +22,8 @@ use crate::{
     lease::{self, Lease},
     settlement::{Path, Settlement},
     store::{OrderCopy, PaymentRecord, attempts, orders},
-    stripe::StripeFailure,
 };
+use charge::stripe_error;
 
 /// How a buyer pays: a PaymentMethod id (`pm_card_visa`) or a card token (`tok_visa`).
 pub enum Method {
@@ -212,127 +213,5 @@ impl Checkout {
             return Err(PayError::AlreadyPaid);
         }
         Ok(order)
-    }
-
-    /// Stores a `pending` attempt under this order's next idempotency key; `None` when
-    /// another attempt of the order is in flight.
-    async fn open_attempt(
-        &self,
-        order: &OrderCopy,
-        payment_method: &str,
-        owner: &str,
-    ) -> Result<Option<PaymentRecord>, DependencyError> {
-        let order_hex = order.id.to_hex();
-        for _ in 0..3 {
-            let number = attempts::count_for_order(&self.db, &order_hex).await? as i64;
-            let now = Utc::now();
-            let attempt = PaymentRecord {
-                id: ObjectId::new(),
-                order_id: order_hex.clone(),
-                user_id: order.user_id.clone(),
-                ticket_id: order.ticket_id.clone(),
-                amount: order.amount,
-                currency: "usd".into(),
-                attempt: number,
-                stripe_key: format!("ticketing-pi-{order_hex}-{number}"),
-                payment_method: payment_method.to_string(),
-                stripe_id: None,
-                status: PaymentStatus::Pending,
-                client_secret: None,
-                failure: None,
-                in_flight: Some(true),
-                lease_until: Some(now + self.settlement.timing().lease),
-                lease_owner: Some(owner.to_string()),
-                refund_tries: 0,
-                refund_id: None,
-                created_at: now,
-                updated_at: Some(now),
-            };
-            if attempts::open(&self.db, &attempt).await? {
-                self.settlement
-                    .metrics()
-                    .attempts
-                    .with_label_values(&[PaymentStatus::Pending.as_str()])
-                    .inc();
-                return Ok(Some(attempt));
-            }
-            if attempts::in_flight_for(&self.db, &order_hex)
-                .await?
-                .is_some()
-            {
-                return Ok(None);
-            }
-            // Another attempt took this number and has already ended: count again.
-        }
-        Ok(None)
-    }
-
-    /// Creates the intent, stores its id, confirms it and settles what Stripe says. A
-    /// failure after the id is stored leaves the attempt to the reconciler.
-    async fn charge(&self, mut attempt: PaymentRecord) -> Result<(), PayError> {
-        let s = &self.settlement;
-        let metadata = HashMap::from([
-            ("orderId".to_string(), attempt.order_id.clone()),
-            ("userId".to_string(), attempt.user_id.clone()),
-            ("paymentId".to_string(), attempt.id.to_hex()),
-        ]);
-        let created = s
-            .stripe()
-            .create_intent(
-                attempt.amount,
-                &attempt.payment_method,
-                metadata,
-                &attempt.stripe_key,
-            )
-            .await;
-        let intent = match created {
-            Ok(intent) => intent,
-            Err(e) => {
-                // Never confirmed, so nothing was charged whatever Stripe did.
-                s.fail(&attempt, &e.to_string(), Path::Request).await?;
-                return Err(stripe_error(e, "paymentMethod"));
-            }
-        };
-        let secret = intent.client_secret.as_deref();
-        if !attempts::record_intent(&self.db, attempt.id, &intent.id, secret).await? {
-            return Ok(());
-        }
-        attempt.stripe_id = Some(intent.id.clone());
-        match s.stripe().confirm(&intent.id, &attempt.stripe_key).await {
-            Ok(confirmed) => {
-                if let Err(e) = s.apply(&attempt, &confirmed, Path::Request).await {
-                    tracing::warn!(error = %e, "payment not settled yet; the reconciler will");
-                }
-                Ok(())
-            }
-            Err(StripeFailure::Declined(message)) => {
-                s.fail(&attempt, &message, Path::Request).await?;
-                Err(PayError::Declined(message))
-            }
-            // Stripe refused to confirm: the intent has a state of its own, so act on it.
-            Err(StripeFailure::Invalid(e)) => {
-                tracing::warn!(error = %e, "confirmation refused; settling from the intent's state");
-                let now = s.stripe().retrieve(&intent.id).await;
-                if let Err(e) = async { s.apply(&attempt, &now?, Path::Request).await }.await {
-                    tracing::warn!(error = %e, "payment not settled yet; the reconciler will");
-                }
-                Ok(())
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "confirmation unanswered; the reconciler will ask Stripe");
-                Ok(())
-            }
-        }
-    }
-}
-
-fn stripe_error(e: StripeFailure, field: &'static str) -> PayError {
-    match e {
-        StripeFailure::Declined(m) => PayError::Declined(m),
-        StripeFailure::Invalid(message) => PayError::Invalid { field, message },
-        StripeFailure::Unavailable(m) => PayError::StripeUnavailable(m),
-        StripeFailure::Unexpected(m) => {
-            PayError::Dependency(DependencyError::Unexpected(anyhow::anyhow!(m)))
-        }
     }
 }

@@ -7,62 +7,18 @@ use std::{collections::HashMap, str::FromStr, time::Duration};
 
 use serde::Deserialize;
 use stripe::{
-    Client, CreatePaymentIntent, CreateRefund, Currency, ErrorType, PaymentIntentId,
-    PaymentMethodId, RequestStrategy, StripeError,
+    Client, CreatePaymentIntent, CreateRefund, Currency, PaymentIntentId, PaymentMethodId,
+    RequestStrategy, StripeError,
 };
 
+mod failure;
+mod intent;
+
+pub use failure::StripeFailure;
+use failure::classify;
+pub use intent::{Intent, IntentStatus};
+
 const ATTEMPTS: u32 = 3;
-
-/// A PaymentIntent as far as this service reads it.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Intent {
-    pub id: String,
-    pub status: IntentStatus,
-    pub amount: i64,
-    #[serde(default)]
-    pub client_secret: Option<String>,
-    #[serde(default)]
-    pub last_payment_error: Option<PaymentError>,
-    #[serde(default)]
-    pub metadata: HashMap<String, String>,
-}
-
-/// Where Stripe has a PaymentIntent; states this service does not act on read as `Other`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum IntentStatus {
-    RequiresPaymentMethod,
-    RequiresConfirmation,
-    RequiresAction,
-    Processing,
-    RequiresCapture,
-    Canceled,
-    Succeeded,
-    #[serde(other)]
-    Other,
-}
-
-impl std::fmt::Display for IntentStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Debug::fmt(self, f)
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct PaymentError {
-    #[serde(default)]
-    pub message: Option<String>,
-}
-
-impl Intent {
-    /// Why the last confirmation failed, in Stripe's words for the buyer.
-    pub fn failure_message(&self) -> String {
-        self.last_payment_error
-            .as_ref()
-            .and_then(|e| e.message.clone())
-            .unwrap_or_else(|| format!("The payment was not completed ({:?})", self.status))
-    }
-}
 
 #[derive(Debug, Deserialize)]
 struct TokenCard {
@@ -84,23 +40,6 @@ struct RefundRef {
 #[derive(Debug, Deserialize)]
 struct RefundList {
     data: Vec<RefundRef>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StripeFailure {
-    /// A card error: Stripe's message is for the buyer.
-    #[error("declined: {0}")]
-    Declined(String),
-    /// Stripe refused the request itself (an unknown payment method, a state that does
-    /// not allow the call): nothing was charged by it.
-    #[error("invalid request: {0}")]
-    Invalid(String),
-    /// Unreachable, timed out, overloaded or busy with the same key: the outcome is not
-    /// known, and the call is safe to repeat with the same key.
-    #[error("stripe unreachable: {0}")]
-    Unavailable(String),
-    #[error("stripe failed: {0}")]
-    Unexpected(String),
 }
 
 #[derive(Clone)]
@@ -254,45 +193,6 @@ impl Gateway {
     }
 }
 
-/// Stripe's error type decides; the HTTP status only where Stripe gave no type.
-fn classify(err: StripeError) -> StripeFailure {
-    match err {
-        StripeError::Stripe(e) => {
-            let message = e.message.clone().unwrap_or_default();
-            // 402 is Stripe's "request failed" for valid parameters: a card error, even
-            // from servers that give it another type.
-            match e.error_type {
-                _ if e.error_type == ErrorType::Card || e.http_status == 402 => {
-                    StripeFailure::Declined(if message.is_empty() {
-                        "Your card was declined.".into()
-                    } else {
-                        message
-                    })
-                }
-                ErrorType::InvalidRequest | ErrorType::Validation
-                    if e.http_status != 409 && e.http_status < 500 =>
-                {
-                    StripeFailure::Invalid(message)
-                }
-                ErrorType::Authentication => {
-                    StripeFailure::Unexpected(format!("Stripe refused our key ({})", e.http_status))
-                }
-                _ if e.http_status == 401 || e.http_status == 403 => {
-                    StripeFailure::Unexpected(format!("Stripe refused our key ({})", e.http_status))
-                }
-                // Api, Connection, RateLimit, IdempotencyError (a concurrent request with
-                // the same key) and anything unknown: repeat with the same key.
-                other => {
-                    StripeFailure::Unavailable(format!("{} {other}: {message}", e.http_status))
-                }
-            }
-        }
-        StripeError::Timeout => StripeFailure::Unavailable("timed out".into()),
-        StripeError::ClientError(e) => StripeFailure::Unavailable(e),
-        other => StripeFailure::Unexpected(other.to_string()),
-    }
-}
-
 /// Ids go into URL paths: only Stripe's own shape is accepted.
 fn checked(intent_id: &str) -> Result<&str, StripeFailure> {
     let valid = intent_id.starts_with("pi_")
@@ -305,88 +205,5 @@ fn checked(intent_id: &str) -> Result<&str, StripeFailure> {
         Err(StripeFailure::Unexpected(format!(
             "bad intent id {intent_id:?}"
         )))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use stripe::RequestError;
-
-    use super::*;
-
-    fn stripe_error(http_status: u16, error_type: ErrorType, message: &str) -> StripeError {
-        StripeError::Stripe(RequestError {
-            http_status,
-            error_type,
-            message: Some(message.into()),
-            code: None,
-            decline_code: None,
-            charge: None,
-        })
-    }
-
-    #[test]
-    fn only_card_errors_are_declines_and_the_rest_is_retried_or_refused() {
-        let cases = [
-            (
-                stripe_error(402, ErrorType::Card, "Your card was declined."),
-                "declined",
-                "card error",
-            ),
-            (
-                stripe_error(402, ErrorType::InvalidRequest, "Your card was declined."),
-                "declined",
-                "402 of another type",
-            ),
-            (
-                stripe_error(
-                    400,
-                    ErrorType::IdempotencyError,
-                    "Keys for idempotent requests",
-                ),
-                "unavailable",
-                "idempotency conflict",
-            ),
-            (
-                stripe_error(409, ErrorType::InvalidRequest, "in use by another request"),
-                "unavailable",
-                "concurrent use of a key",
-            ),
-            (
-                stripe_error(429, ErrorType::RateLimit, "Too many requests"),
-                "unavailable",
-                "rate limited",
-            ),
-            (
-                stripe_error(500, ErrorType::Api, "Something went wrong"),
-                "unavailable",
-                "Stripe's own failure",
-            ),
-            (StripeError::Timeout, "unavailable", "timed out"),
-            (
-                StripeError::ClientError("connection refused".into()),
-                "unavailable",
-                "unreachable",
-            ),
-            (
-                stripe_error(404, ErrorType::InvalidRequest, "No such PaymentMethod"),
-                "invalid",
-                "unknown method",
-            ),
-            (
-                stripe_error(401, ErrorType::Authentication, "Invalid API Key"),
-                "unexpected",
-                "our key refused",
-            ),
-        ];
-        for (error, want, case) in cases {
-            let got = match classify(error) {
-                StripeFailure::Declined(_) => "declined",
-                StripeFailure::Invalid(_) => "invalid",
-                StripeFailure::Unavailable(_) => "unavailable",
-                StripeFailure::Unexpected(_) => "unexpected",
-            };
-            assert_eq!(got, want, "case: {case}");
-        }
     }
 }

@@ -1,16 +1,17 @@
 //! Who is calling: JWTs signed by the auth service, verified here with its public key.
 
+mod cache;
+mod extractor;
+
 use std::sync::Arc;
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use poem::{Request, RequestBody, http::StatusCode};
-use poem_openapi::{
-    ApiExtractor, ApiExtractorType, ExtractParamOptions, SecurityScheme,
-    auth::{ApiKey, Bearer},
-    registry::Registry,
-};
+use poem::{Request, http::StatusCode};
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
+
+pub use cache::{VERIFIED_TOKENS, VerifiedTokens};
+pub use extractor::{Authenticated, BearerScheme, CookieScheme, MaybeAuthenticated};
 
 use crate::{
     http::error::{DependencyError, ErrorBody},
@@ -67,52 +68,6 @@ pub enum VerifyError {
 
 pub fn revoked_key(prefix: &str, jti: &str) -> String {
     format!("{prefix}auth:revoked:{jti}")
-}
-
-/// How many verified tokens a service remembers: a flash sale's buyers fit, and at a few
-/// hundred bytes each the cache stays within a few MB.
-pub const VERIFIED_TOKENS: usize = 10_000;
-
-/// Tokens whose signature and claims were already checked, so a buyer's repeated requests
-/// skip the Ed25519 verification. Keyed by the whole token (a tampered one is another key),
-/// bounded, and an entry is never used at or past the token's `exp`. Revocation is not
-/// cached: it is checked in Redis on every request, so it takes effect at once.
-pub struct VerifiedTokens {
-    cache: quick_cache::sync::Cache<String, CurrentUser>,
-}
-
-impl VerifiedTokens {
-    pub fn new(capacity: usize) -> Self {
-        Self {
-            cache: quick_cache::sync::Cache::new(capacity.max(1)),
-        }
-    }
-
-    /// The user of `token` if it was verified before and, at `now` (Unix seconds), has
-    /// not expired.
-    pub fn get(&self, token: &str, now: i64) -> Option<CurrentUser> {
-        let user = self.cache.get(token)?;
-        if now < user.expires_at {
-            Some(user)
-        } else {
-            self.cache.remove(token);
-            None
-        }
-    }
-
-    pub fn insert(&self, token: &str, user: &CurrentUser, now: i64) {
-        if now < user.expires_at {
-            self.cache.insert(token.to_string(), user.clone());
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        self.cache.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.cache.is_empty()
-    }
 }
 
 /// Checks signature, algorithm, issuer, audience, expiry and revocation.
@@ -226,135 +181,5 @@ fn dependency_error(err: DependencyError) -> poem::Error {
                 "Something went wrong on our side",
             )
         }
-    }
-}
-
-/// A JWT in the `Authorization: Bearer` header.
-#[derive(SecurityScheme)]
-#[oai(rename = "bearerAuth", ty = "bearer", bearer_format = "JWT")]
-pub struct BearerScheme(pub Bearer);
-
-/// The JWT in the `session` cookie set by sign-in.
-#[derive(SecurityScheme)]
-#[oai(
-    rename = "sessionCookie",
-    ty = "api_key",
-    key_name = "session",
-    key_in = "cookie"
-)]
-pub struct CookieScheme(pub ApiKey);
-
-fn register_schemes(registry: &mut Registry) {
-    <BearerScheme as ApiExtractor>::register(registry);
-    <CookieScheme as ApiExtractor>::register(registry);
-}
-
-fn scheme_names() -> Vec<&'static str> {
-    vec!["bearerAuth", "sessionCookie"]
-}
-
-/// A signed-in user; 401 otherwise, 503 when revocation cannot be checked.
-pub struct Authenticated(pub CurrentUser);
-
-impl<'a> ApiExtractor<'a> for Authenticated {
-    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::SecurityScheme];
-    type ParamType = ();
-    type ParamRawType = ();
-
-    fn register(registry: &mut Registry) {
-        register_schemes(registry);
-    }
-
-    fn security_schemes() -> Vec<&'static str> {
-        scheme_names()
-    }
-
-    async fn from_request(
-        req: &'a Request,
-        _body: &mut RequestBody,
-        _opts: ExtractParamOptions<()>,
-    ) -> poem::Result<Self> {
-        let unauthorized = || reject(StatusCode::UNAUTHORIZED, "Not signed in");
-        let token = presented_token(req).ok_or_else(unauthorized)?;
-        match verifier(req)?.verify(&token).await {
-            Ok(user) => Ok(Self(user)),
-            Err(VerifyError::Invalid | VerifyError::Revoked) => Err(unauthorized()),
-            Err(VerifyError::Dependency(e)) => Err(dependency_error(e)),
-        }
-    }
-}
-
-/// The signed-in user if there is one; a missing, invalid or revoked token is no user.
-pub struct MaybeAuthenticated(pub Option<CurrentUser>);
-
-impl<'a> ApiExtractor<'a> for MaybeAuthenticated {
-    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::SecurityScheme];
-    type ParamType = ();
-    type ParamRawType = ();
-
-    fn register(registry: &mut Registry) {
-        register_schemes(registry);
-    }
-
-    fn security_schemes() -> Vec<&'static str> {
-        scheme_names()
-    }
-
-    async fn from_request(
-        req: &'a Request,
-        _body: &mut RequestBody,
-        _opts: ExtractParamOptions<()>,
-    ) -> poem::Result<Self> {
-        let Some(token) = presented_token(req) else {
-            return Ok(Self(None));
-        };
-        match verifier(req)?.verify(&token).await {
-            Ok(user) => Ok(Self(Some(user))),
-            Err(VerifyError::Invalid | VerifyError::Revoked) => Ok(Self(None)),
-            Err(VerifyError::Dependency(e)) => Err(dependency_error(e)),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn user(n: usize, expires_at: i64) -> CurrentUser {
-        CurrentUser {
-            id: format!("user-{n}"),
-            email: format!("{n}@example.com"),
-            token_id: format!("jti-{n}"),
-            expires_at,
-        }
-    }
-
-    #[test]
-    fn a_verified_token_is_remembered_until_it_expires() {
-        let tokens = VerifiedTokens::new(10);
-        tokens.insert("token", &user(1, 1_000), 900);
-        assert_eq!(tokens.get("token", 999), Some(user(1, 1_000)));
-        assert_eq!(tokens.get("token", 1_000), None);
-        assert!(tokens.is_empty(), "an expired entry is dropped when met");
-        assert_eq!(tokens.get("other", 900), None);
-    }
-
-    #[test]
-    fn an_expired_token_is_never_remembered() {
-        let tokens = VerifiedTokens::new(10);
-        tokens.insert("late", &user(1, 1_000), 1_000);
-        assert_eq!(tokens.get("late", 999), None);
-        assert!(tokens.is_empty());
-    }
-
-    #[test]
-    fn the_cache_stays_within_its_bound() {
-        let tokens = VerifiedTokens::new(100);
-        for n in 0..1_000 {
-            tokens.insert(&format!("token-{n}"), &user(n, i64::MAX), 0);
-        }
-        assert!(tokens.len() <= 100, "{} entries", tokens.len());
-        // The newest entries are the ones kept.
-        assert!(tokens.get("token-999", 0).is_some());
     }
 }

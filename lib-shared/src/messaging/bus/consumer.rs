@@ -2,7 +2,7 @@
 //! settles it by what the handler's error means (see `failure`).
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashSet,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -10,14 +10,15 @@ use std::{
 use chrono::Utc;
 use futures::StreamExt;
 use redis::{
-    AsyncCommands, Value,
+    AsyncCommands,
     aio::MultiplexedConnection,
-    streams::{
-        StreamClaimOptions, StreamId, StreamPendingCountReply, StreamReadOptions, StreamReadReply,
-    },
+    streams::{StreamId, StreamReadOptions, StreamReadReply},
 };
+use settle::envelope;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+
+mod settle;
 
 use super::{
     ConsumerConfig, Handler,
@@ -25,7 +26,7 @@ use super::{
 };
 use crate::{
     http::error::DependencyError,
-    messaging::events::{DEAD_LETTER, Envelope, stream_key},
+    messaging::events::Envelope,
     runtime::infra::{Readers, Redis},
 };
 
@@ -297,104 +298,4 @@ impl<H: Handler> Consumer<H> {
             self.touch(stream, id).await;
         }
     }
-
-    /// `XCLAIM … JUSTID` to ourselves: resets the idle time, counts no delivery.
-    async fn touch(&self, stream: &str, id: &str) {
-        let mut conn = self.redis.clone();
-        let options = StreamClaimOptions::default().with_justid();
-        let touched: redis::RedisResult<Value> = conn
-            .xclaim_options(
-                stream,
-                &self.config.group,
-                &self.config.consumer,
-                0,
-                &[id],
-                options,
-            )
-            .await;
-        if let Err(e) = touched {
-            tracing::debug!(stream, id, error = %e, "could not keep a waiting entry");
-        }
-    }
-
-    async fn reject(
-        &self,
-        stream: &str,
-        entry: &StreamId,
-        event: &Envelope,
-        error: &anyhow::Error,
-    ) -> Result<(), DependencyError> {
-        let deliveries = self.deliveries(stream, &entry.id).await?;
-        if deliveries < self.config.max_deliveries {
-            tracing::warn!(stream, entry = %entry.id, deliveries, error = %format!("{error:#}"), "event rejected; will retry");
-            return Ok(());
-        }
-        tracing::error!(stream, entry = %entry.id, deliveries, error = %format!("{error:#}"), "event dead-lettered");
-        self.dead_letter(stream, entry, Some(event), error, deliveries)
-            .await?;
-        self.ack(stream, &entry.id).await
-    }
-
-    async fn ack(&self, stream: &str, id: &str) -> Result<(), DependencyError> {
-        let mut conn = self.redis.clone();
-        let _: i64 = conn.xack(stream, &self.config.group, &[id]).await?;
-        Ok(())
-    }
-
-    async fn deliveries(&self, stream: &str, id: &str) -> Result<usize, DependencyError> {
-        let mut conn = self.redis.clone();
-        let reply: StreamPendingCountReply = conn
-            .xpending_count(stream, &self.config.group, id, id, 1)
-            .await?;
-        Ok(reply.ids.first().map_or(1, |p| p.times_delivered))
-    }
-
-    async fn dead_letter(
-        &self,
-        stream: &str,
-        entry: &StreamId,
-        event: Option<&Envelope>,
-        error: &anyhow::Error,
-        deliveries: usize,
-    ) -> Result<(), DependencyError> {
-        let error = format!("{error:#}");
-        let deliveries = deliveries.to_string();
-        let mut fields = vec![
-            ("stream", stream),
-            ("entryId", entry.id.as_str()),
-            ("group", self.config.group.as_str()),
-            ("error", error.as_str()),
-            ("deliveries", deliveries.as_str()),
-        ];
-        if let Some(e) = event {
-            fields.extend(e.fields());
-        }
-        let mut conn = self.redis.clone();
-        let _: String = conn
-            .xadd(stream_key(&self.config.prefix, DEAD_LETTER), "*", &fields)
-            .await?;
-        if let Some(metrics) = &self.config.metrics {
-            metrics
-                .dead_lettered
-                .with_label_values(&[stream, self.config.group.as_str()])
-                .inc();
-        }
-        Ok(())
-    }
-}
-
-fn envelope(map: &HashMap<String, Value>) -> anyhow::Result<Envelope> {
-    let field = |name: &str| -> anyhow::Result<String> {
-        match map.get(name) {
-            Some(v) => Ok(redis::from_redis_value_ref::<String>(v)?),
-            None => anyhow::bail!("entry has no `{name}` field"),
-        }
-    };
-    let [id, kind, at, data] = Envelope::FIELDS;
-    Ok(Envelope {
-        id: field(id)?,
-        kind: field(kind)?,
-        occurred_at: field(at)?,
-        data: field(data)?,
-    })
 }
