@@ -5,7 +5,7 @@ use chrono::Utc;
 use lib_shared::{
     http::auth::{AuthVerifier, SESSION_COOKIE, VerifyError, revoked_key},
     http::error::DependencyError,
-    runtime::infra::Redis,
+    runtime::{infra::Redis, startup::Infra},
 };
 use mongodb::{Database, bson::oid::ObjectId};
 use redis::AsyncCommands;
@@ -20,17 +20,37 @@ use crate::{
 };
 
 pub struct Accounts {
-    pub db: Database,
-    pub redis: Redis,
-    pub prefix: String,
-    pub verifier: AuthVerifier,
-    pub issuer: TokenIssuer,
-    pub limits: SigninLimits,
-    pub cookie_secure: bool,
-    pub decoy_hash: String,
+    db: Database,
+    redis: Redis,
+    prefix: String,
+    verifier: AuthVerifier,
+    issuer: TokenIssuer,
+    limits: SigninLimits,
+    cookie_secure: bool,
+    decoy_hash: String,
 }
 
 impl Accounts {
+    /// `decoy_hash` is checked for unknown emails, so a sign-in takes as long either way.
+    pub fn new(
+        infra: &Infra,
+        issuer: TokenIssuer,
+        limits: SigninLimits,
+        cookie_secure: bool,
+        decoy_hash: String,
+    ) -> Self {
+        Self {
+            db: infra.mongo.clone(),
+            redis: infra.redis.clone(),
+            prefix: infra.prefix.clone(),
+            verifier: infra.verifier.clone(),
+            issuer,
+            limits,
+            cookie_secure,
+            decoy_hash,
+        }
+    }
+
     #[tracing::instrument(skip_all)]
     pub async fn register(
         &self,

@@ -27,16 +27,13 @@ impl Application {
             &infra.verifier,
         )?;
         let jwk = Arc::new(issuer.jwk().clone());
-        let accounts = Arc::new(Accounts {
-            db: infra.mongo.clone(),
-            redis: infra.redis.clone(),
-            prefix: common.redis_prefix.clone(),
-            verifier: infra.verifier.clone(),
+        let accounts = Arc::new(Accounts::new(
+            &infra,
             issuer,
-            limits: settings.limits.clone(),
-            cookie_secure: settings.cookie_secure,
-            decoy_hash: credentials::decoy_hash().await?,
-        });
+            settings.limits.clone(),
+            settings.cookie_secure,
+            credentials::decoy_hash().await?,
+        ));
         // Sign-ups are only trusted once the unique email index exists.
         startup::prepare(&infra, "creating indexes", async |db| {
             store::ensure_indexes(&db).await
