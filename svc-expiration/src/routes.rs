@@ -1,7 +1,11 @@
 //! Support staff can see when an order is due to expire.
 
 use chrono::{DateTime, Utc};
-use lib_shared::{dependency_errors, domain::ids::parse_id, http::error::ErrorBody};
+use lib_shared::{
+    dependency_errors,
+    domain::ids::parse_id,
+    http::{error::ErrorBody, types::Id},
+};
 use poem_openapi::{ApiResponse, Object, OpenApi, Tags, param::Path, payload::Json};
 
 use crate::queue::DelayQueue;
@@ -19,6 +23,7 @@ pub struct ScheduledExpiry {
     /// The order.
     pub order_id: String,
     /// The ticket it holds.
+    #[oai(nullable)]
     pub ticket_id: Option<String>,
     /// When the order expires unless paid.
     pub due_at: DateTime<Utc>,
@@ -34,7 +39,12 @@ pub enum ExpiryError {
     NotFound(Json<ErrorBody>),
     /// Redis is unreachable.
     #[oai(status = 503)]
-    Unavailable(Json<ErrorBody>),
+    Unavailable(
+        Json<ErrorBody>,
+        /// Seconds to wait before trying again.
+        #[oai(header = "Retry-After")]
+        u64,
+    ),
     /// Unexpected failure.
     #[oai(status = 500)]
     Unexpected(Json<ErrorBody>),
@@ -49,10 +59,10 @@ pub struct ExpirationApi {
 #[OpenApi(prefix_path = "/api/expiration", tag = "ExpirationTags::Expiration")]
 impl ExpirationApi {
     /// When an order is due to expire, if it is scheduled.
-    #[oai(path = "/orders/:order_id", method = "get", operation_id = "getExpiry")]
+    #[oai(path = "/orders/:orderId", method = "get", operation_id = "getExpiry")]
     async fn due(
         &self,
-        #[oai(name = "orderId")] order_id: Path<String>,
+        #[oai(name = "orderId")] order_id: Path<Id>,
     ) -> Result<Json<ScheduledExpiry>, ExpiryError> {
         let id = parse_id(&order_id.0).ok_or_else(|| {
             ExpiryError::BadRequest(ErrorBody::field("orderId", "Malformed order id"))

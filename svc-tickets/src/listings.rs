@@ -35,6 +35,9 @@ pub enum EditError {
     NotAvailable(TicketStatus),
     #[error("ticket changed meanwhile")]
     Changed,
+    /// Not at the version the edit was based on.
+    #[error("ticket is at another version")]
+    Stale,
     #[error(transparent)]
     Dependency(#[from] DependencyError),
 }
@@ -109,18 +112,20 @@ impl Listings {
         Ok(ticket)
     }
 
-    /// New title and price, by the seller, while the ticket is available.
+    /// New title and price, by the seller, while the ticket is available (and, with
+    /// `based_on`, still at that version).
     #[tracing::instrument(skip_all, fields(ticket_id = %id))]
     pub async fn edit(
         &self,
         id: ObjectId,
         seller: &str,
+        based_on: Option<i64>,
         title: TicketTitle,
         price: Price,
     ) -> Result<TicketRecord, EditError> {
         let mut refusal = None;
         let outcome = store::change(&self.db, &self.outbox, id, false, |t| {
-            refusal = edit_refusal(t, seller);
+            refusal = edit_refusal(t, seller, based_on);
             if refusal.is_some() {
                 return Decision::Keep;
             }
@@ -146,9 +151,12 @@ impl Listings {
     }
 }
 
-fn edit_refusal(ticket: &TicketRecord, seller: &str) -> Option<EditError> {
+fn edit_refusal(ticket: &TicketRecord, seller: &str, based_on: Option<i64>) -> Option<EditError> {
     if ticket.user_id != seller {
         return Some(EditError::NotSeller);
+    }
+    if based_on.is_some_and(|v| v != ticket.version) {
+        return Some(EditError::Stale);
     }
     if ticket.status != TicketStatus::Available {
         return Some(EditError::NotAvailable(ticket.status));

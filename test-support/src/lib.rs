@@ -36,6 +36,8 @@ pub enum Payments {
 /// How a test's system is put together.
 pub struct Options {
     pub order_ttl: Duration,
+    /// The auth service too, for journeys that sign up and sign in.
+    pub with_auth: bool,
     /// One expiration instance with keyspace notifications; more with `start_expiration`.
     pub with_expiration: bool,
     pub payments: Payments,
@@ -54,6 +56,7 @@ impl Options {
     pub fn new(order_ttl: Duration) -> Self {
         Self {
             order_ttl,
+            with_auth: false,
             with_expiration: false,
             payments: Payments::Off,
             stripe: std::env::var("TEST_STRIPE_API_BASE").unwrap_or_default(),
@@ -71,6 +74,8 @@ impl Options {
 /// The running services and handles on their stores.
 pub struct System {
     pub client: reqwest::Client,
+    /// Empty unless auth runs.
+    pub auth: String,
     pub tickets: String,
     pub orders: String,
     /// Empty unless payments runs.
@@ -138,8 +143,14 @@ pub async fn spawn(options: Options) -> System {
         Payments::InProcess => start_payments(&base, &options).await,
         Payments::Off | Payments::Elsewhere => String::new(),
     };
+    let auth_url = if options.with_auth {
+        start_auth(&base).await
+    } else {
+        String::new()
+    };
     let system = System {
         client: reqwest::Client::new(),
+        auth: auth_url,
         tickets: tickets_url,
         orders: orders_url,
         webhook: format!("{payments_url}/webhooks/stripe"),
@@ -156,6 +167,21 @@ pub async fn spawn(options: Options) -> System {
         system.start_expiration(true).await;
     }
     system
+}
+
+async fn start_auth(base: &CommonSettings) -> String {
+    let auth = svc_auth::Application::build(svc_auth::Settings {
+        common: service_settings("auth", base),
+        jwt_private_key: Secret(testing::TEST_PRIVATE_KEY.into()),
+        token_ttl: Duration::from_secs(3600),
+        cookie_secure: false,
+        limits: svc_auth::settings::SigninLimits::default(),
+    })
+    .await
+    .unwrap();
+    let url = format!("http://127.0.0.1:{}/api/auth", auth.port());
+    tokio::spawn(auth.run_until_stopped());
+    url
 }
 
 async fn start_payments(base: &CommonSettings, options: &Options) -> String {

@@ -162,7 +162,14 @@ fn verifier(req: &Request) -> poem::Result<&AuthVerifier> {
 
 fn reject(status: StatusCode, message: &str) -> poem::Error {
     use poem::IntoResponse;
-    poem::Error::from_response(ErrorBody::new(message).with_status(status).into_response())
+    let mut response = ErrorBody::new(message).with_status(status).into_response();
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response.headers_mut().insert(
+            poem::http::header::RETRY_AFTER,
+            poem::http::HeaderValue::from(crate::http::error::RETRY_AFTER_SECONDS),
+        );
+    }
+    poem::Error::from_response(response)
 }
 
 fn dependency_error(err: DependencyError) -> poem::Error {

@@ -56,6 +56,9 @@ impl ErrorBody {
     }
 }
 
+/// What `Retry-After` says with a 503: dependencies come back or fail over in seconds.
+pub const RETRY_AFTER_SECONDS: u64 = 2;
+
 /// A failure talking to MongoDB or Redis: either the dependency is unreachable (503)
 /// or something else went wrong (500).
 #[derive(Debug, thiserror::Error)]
@@ -210,8 +213,8 @@ fn describe_client_error(raw: &str) -> String {
     }
 }
 
-/// Implements `From<DependencyError>` for a response enum with `Unavailable` (503) and
-/// `Unexpected` (500) variants that carry `Json<ErrorBody>`.
+/// Implements `From<DependencyError>` for a response enum with `Unavailable` (503, with
+/// `Retry-After`) and `Unexpected` (500) variants that carry `Json<ErrorBody>`.
 #[macro_export]
 macro_rules! dependency_errors {
     ($($ty:ty),+ $(,)?) => {$(
@@ -219,7 +222,10 @@ macro_rules! dependency_errors {
             fn from(err: $crate::http::error::DependencyError) -> Self {
                 match err {
                     $crate::http::error::DependencyError::Unavailable(e) => {
-                        Self::Unavailable($crate::http::error::ErrorBody::unavailable(e))
+                        Self::Unavailable(
+                            $crate::http::error::ErrorBody::unavailable(e),
+                            $crate::http::error::RETRY_AFTER_SECONDS,
+                        )
                     }
                     $crate::http::error::DependencyError::Unexpected(e) => {
                         Self::Unexpected($crate::http::error::ErrorBody::unexpected(e))

@@ -8,4 +8,5 @@ pub mod error;
 pub mod in_flight;
 pub mod ops;
 pub mod request_id;
+pub mod responses;
 pub mod types;

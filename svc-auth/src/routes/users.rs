@@ -8,7 +8,7 @@ use lib_shared::{
     http::auth::{MaybeAuthenticated, presented_token},
     http::body::JsonBody,
     http::error::ErrorBody,
-    http::types::Text,
+    http::types::{EmailText, PasswordText},
 };
 use poem::Request;
 use poem_openapi::{ApiResponse, Object, OpenApi, Tags, payload::Json};
@@ -31,9 +31,9 @@ enum AuthTags {
 #[derive(Object)]
 pub struct Credentials {
     /// Email address; trimmed and compared without case.
-    pub email: Text,
+    pub email: EmailText,
     /// 8 to 128 characters.
-    pub password: Text,
+    pub password: PasswordText,
 }
 
 /// A user account.
@@ -52,7 +52,6 @@ pub struct User {
 #[derive(Object)]
 #[oai(rename_all = "camelCase")]
 pub struct Session {
-    /// The account signed in.
     pub user: User,
     /// JWT to send as `Authorization: Bearer <token>`.
     pub token: String,
@@ -74,6 +73,7 @@ pub struct CurrentUserView {
 #[oai(rename_all = "camelCase")]
 pub struct Me {
     /// The signed-in user, or null when the request carries no valid token.
+    #[oai(nullable)]
     pub current_user: Option<CurrentUserView>,
 }
 
@@ -92,9 +92,20 @@ pub enum SignupError {
     /// The email is already registered.
     #[oai(status = 409)]
     Conflict(Json<ErrorBody>),
+    /// The body is larger than 64 KiB.
+    #[oai(status = 413)]
+    PayloadTooLarge(Json<ErrorBody>),
+    /// The body is not `application/json`.
+    #[oai(status = 415)]
+    UnsupportedMediaType(Json<ErrorBody>),
     /// MongoDB is unreachable.
     #[oai(status = 503)]
-    Unavailable(Json<ErrorBody>),
+    Unavailable(
+        Json<ErrorBody>,
+        /// Seconds to wait before trying again.
+        #[oai(header = "Retry-After")]
+        u64,
+    ),
     /// Unexpected failure.
     #[oai(status = 500)]
     Unexpected(Json<ErrorBody>),
@@ -118,9 +129,20 @@ pub enum SigninError {
     /// Too many failed attempts for this email or client; retry after the given seconds.
     #[oai(status = 429)]
     TooManyRequests(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),
+    /// The body is larger than 64 KiB.
+    #[oai(status = 413)]
+    PayloadTooLarge(Json<ErrorBody>),
+    /// The body is not `application/json`.
+    #[oai(status = 415)]
+    UnsupportedMediaType(Json<ErrorBody>),
     /// MongoDB or Redis is unreachable.
     #[oai(status = 503)]
-    Unavailable(Json<ErrorBody>),
+    Unavailable(
+        Json<ErrorBody>,
+        /// Seconds to wait before trying again.
+        #[oai(header = "Retry-After")]
+        u64,
+    ),
     /// Unexpected failure.
     #[oai(status = 500)]
     Unexpected(Json<ErrorBody>),
@@ -137,7 +159,12 @@ pub enum SignoutResponse {
 pub enum SignoutError {
     /// Redis is unreachable, so the token could not be revoked.
     #[oai(status = 503)]
-    Unavailable(Json<ErrorBody>),
+    Unavailable(
+        Json<ErrorBody>,
+        /// Seconds to wait before trying again.
+        #[oai(header = "Retry-After")]
+        u64,
+    ),
     /// Unexpected failure.
     #[oai(status = 500)]
     Unexpected(Json<ErrorBody>),

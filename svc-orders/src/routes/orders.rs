@@ -12,8 +12,10 @@ use lib_shared::{
     http::auth::Authenticated,
     http::body::JsonBody,
     http::error::ErrorBody,
-    http::types::Text,
+    http::responses::{Answer, only},
+    http::types::Id,
     runtime::detached::run_detached,
+    statuses,
 };
 use mongodb::bson::oid::ObjectId;
 use poem_openapi::{
@@ -62,9 +64,7 @@ pub struct Order {
     pub id: String,
     /// The buyer.
     pub user_id: String,
-    /// `created` while the ticket is held, then `cancelled` or `complete`.
     pub status: OrderStatus,
-    /// The ticket.
     pub ticket: OrderTicket,
     /// When the hold ends unless paid.
     pub expires_at: DateTime<Utc>,
@@ -75,7 +75,6 @@ pub struct Order {
     /// When it was cancelled.
     #[oai(skip_serializing_if_is_none)]
     pub cancelled_at: Option<DateTime<Utc>>,
-    /// `user` or `expired`.
     #[oai(skip_serializing_if_is_none)]
     pub cancel_reason: Option<CancelReason>,
     /// When it was paid.
@@ -95,6 +94,7 @@ pub struct OrderPage {
     /// The orders on this page.
     pub items: Vec<Order>,
     /// Pass as `cursor` for the next page; null on the last page.
+    #[oai(nullable)]
     pub next_cursor: Option<String>,
 }
 
@@ -103,14 +103,19 @@ pub struct OrderPage {
 #[oai(rename_all = "camelCase")]
 pub struct NewOrder {
     /// Id of an available ticket someone else listed.
-    pub ticket_id: Text,
+    pub ticket_id: Id,
 }
 
 #[derive(ApiResponse)]
 pub enum OrderResponse {
     /// The order.
     #[oai(status = 200)]
-    Ok(Json<Order>),
+    Ok(
+        Json<Order>,
+        /// The order's version.
+        #[oai(header = "ETag")]
+        String,
+    ),
     /// The ticket is held for you until `expiresAt`.
     #[oai(status = 201)]
     Created(
@@ -122,6 +127,13 @@ pub enum OrderResponse {
     /// Cancelled (or already was).
     #[oai(status = 204)]
     Cancelled,
+}
+
+statuses! {
+    CreateOrder: 201, 400, 401, 404, 409, 413, 415, 503, 500;
+    ListOrders: 200, 400, 401, 503, 500;
+    GetOrder: 200, 400, 401, 404, 503, 500;
+    CancelOrder: 204, 400, 401, 404, 409, 503, 500;
 }
 
 #[derive(ApiResponse)]
@@ -138,9 +150,20 @@ pub enum OrderError {
     /// The ticket is already reserved or sold, or the order is already paid.
     #[oai(status = 409)]
     Conflict(Json<ErrorBody>),
+    /// The body is larger than 64 KiB.
+    #[oai(status = 413)]
+    PayloadTooLarge(Json<ErrorBody>),
+    /// The body is not `application/json`.
+    #[oai(status = 415)]
+    UnsupportedMediaType(Json<ErrorBody>),
     /// MongoDB or Redis is unreachable.
     #[oai(status = 503)]
-    Unavailable(Json<ErrorBody>),
+    Unavailable(
+        Json<ErrorBody>,
+        /// Seconds to wait before trying again.
+        #[oai(header = "Retry-After")]
+        u64,
+    ),
     /// Unexpected failure.
     #[oai(status = 500)]
     Unexpected(Json<ErrorBody>),
@@ -164,17 +187,24 @@ impl OrdersApi {
 impl OrdersApi {
     /// Order a ticket: it is locked for you for the order window.
     #[oai(path = "/", method = "post", operation_id = "createOrder")]
-    async fn create(&self, user: Authenticated, body: JsonBody<NewOrder>) -> Result<OrderResponse> {
-        let ticket_id = parse_id(&body.0.ticket_id.0)
-            .ok_or_else(|| bad_field("ticketId", "Malformed ticket id"))?;
-        // Runs to its end even if the client goes: a lock taken is either stored with
-        // its order or released.
-        let (reservations, user_id) = (self.reservations.clone(), user.0.id.clone());
-        let order = run_detached(async move { reservations.create(&user_id, ticket_id).await })
-            .await
-            .map_err(create_error)?;
-        let location = format!("/api/orders/{}", order.id.to_hex());
-        Ok(OrderResponse::Created(Json(order.into()), location))
+    async fn create(
+        &self,
+        user: Authenticated,
+        body: JsonBody<NewOrder>,
+    ) -> Answer<OrderResponse, OrderError, CreateOrder> {
+        only(async {
+            let ticket_id = parse_id(&body.0.ticket_id.0)
+                .ok_or_else(|| bad_field("ticketId", "Malformed ticket id"))?;
+            // Runs to its end even if the client goes: a lock taken is either stored with
+            // its order or released.
+            let (reservations, user_id) = (self.reservations.clone(), user.0.id.clone());
+            let order = run_detached(async move { reservations.create(&user_id, ticket_id).await })
+                .await
+                .map_err(create_error)?;
+            let location = format!("/api/orders/{}", order.id.to_hex());
+            Ok(OrderResponse::Created(Json(order.into()), location))
+        })
+        .await
     }
 
     /// Your orders, newest first, with ticket details and timestamps.
@@ -188,44 +218,63 @@ impl OrdersApi {
         #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
         limit: Query<Option<u32>>,
         /// `nextCursor` of the previous page.
-        cursor: Query<Option<String>>,
-    ) -> Result<Json<OrderPage>> {
-        let before = cursor
-            .0
-            .map(|c| parse_id(&c).ok_or_else(|| bad_field("cursor", "Malformed cursor")))
-            .transpose()?;
-        let limit = limit.0.unwrap_or(20);
-        let status = status_filter(status.0.unwrap_or(OrderFilter::All));
-        let found = (self.reservations)
-            .history(&user.0.id, status, before, limit)
-            .await?;
-        let (found, next_cursor) = page(found, limit, |o| o.id);
-        Ok(Json(OrderPage {
-            items: found.into_iter().map(Order::from).collect(),
-            next_cursor,
-        }))
+        cursor: Query<Option<Id>>,
+    ) -> Answer<Json<OrderPage>, OrderError, ListOrders> {
+        only(async {
+            let before = cursor
+                .0
+                .map(|c| parse_id(&c).ok_or_else(|| bad_field("cursor", "Malformed cursor")))
+                .transpose()?;
+            let limit = limit.0.unwrap_or(20);
+            let status = status_filter(status.0.unwrap_or(OrderFilter::All));
+            let found = (self.reservations)
+                .history(&user.0.id, status, before, limit)
+                .await?;
+            let (found, next_cursor) = page(found, limit, |o| o.id);
+            Ok(Json(OrderPage {
+                items: found.into_iter().map(Order::from).collect(),
+                next_cursor,
+            }))
+        })
+        .await
     }
 
     /// One of your orders.
     #[oai(path = "/:id", method = "get", operation_id = "getOrder")]
-    async fn get(&self, user: Authenticated, id: Path<String>) -> Result<OrderResponse> {
-        let order = self.own_order(&user, &id.0).await?;
-        Ok(OrderResponse::Ok(Json(order.into())))
+    async fn get(
+        &self,
+        user: Authenticated,
+        id: Path<Id>,
+    ) -> Answer<OrderResponse, OrderError, GetOrder> {
+        only(async {
+            let order = self.own_order(&user, &id.0).await?;
+            let etag = format!("\"{}\"", order.version);
+            Ok(OrderResponse::Ok(Json(order.into()), etag))
+        })
+        .await
     }
 
     /// Cancel an order and free its ticket. Cancelling twice is fine; a paid order is 409.
     #[oai(path = "/:id", method = "delete", operation_id = "cancelOrder")]
-    async fn cancel(&self, user: Authenticated, id: Path<String>) -> Result<OrderResponse> {
-        let order = self.own_order(&user, &id.0).await?;
-        let reservations = self.reservations.clone();
-        let cancelled =
-            run_detached(async move { reservations.cancel(order, CancelReason::User).await }).await;
-        match cancelled? {
-            Cancelled::Now(_) | Cancelled::Already(_) => Ok(OrderResponse::Cancelled),
-            Cancelled::Paid => Err(OrderError::Conflict(ErrorBody::new(
-                "Order is already paid",
-            ))),
-        }
+    async fn cancel(
+        &self,
+        user: Authenticated,
+        id: Path<Id>,
+    ) -> Answer<OrderResponse, OrderError, CancelOrder> {
+        only(async {
+            let order = self.own_order(&user, &id.0).await?;
+            let reservations = self.reservations.clone();
+            let cancelled =
+                run_detached(async move { reservations.cancel(order, CancelReason::User).await })
+                    .await;
+            match cancelled? {
+                Cancelled::Now(_) | Cancelled::Already(_) => Ok(OrderResponse::Cancelled),
+                Cancelled::Paid => Err(OrderError::Conflict(ErrorBody::new(
+                    "Order is already paid",
+                ))),
+            }
+        })
+        .await
     }
 }
 

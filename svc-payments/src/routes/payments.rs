@@ -9,7 +9,9 @@ use lib_shared::{
     http::auth::Authenticated,
     http::body::JsonBody,
     http::error::ErrorBody,
-    http::types::Text,
+    http::responses::{Answer, only},
+    http::types::{Id, Text},
+    statuses,
 };
 use poem_openapi::{
     ApiResponse, Object, OpenApi, Tags,
@@ -48,11 +50,14 @@ pub struct Payment {
     /// Always `usd`.
     pub currency: String,
     /// The Stripe PaymentIntent; null until Stripe has made it.
+    #[oai(nullable)]
     pub stripe_id: Option<String>,
     pub status: PaymentStatus,
     /// For Stripe.js to authenticate the payment; only while `requires_action`.
+    #[oai(nullable)]
     pub client_secret: Option<String>,
     /// Why the attempt failed, in Stripe's words; null unless `failed`.
+    #[oai(nullable)]
     pub failure_message: Option<String>,
     /// When it was made.
     pub created_at: DateTime<Utc>,
@@ -65,6 +70,7 @@ pub struct PaymentPage {
     /// The payments on this page, newest first.
     pub items: Vec<Payment>,
     /// Pass as `cursor` for the next page; null on the last page.
+    #[oai(nullable)]
     pub next_cursor: Option<String>,
 }
 
@@ -73,7 +79,7 @@ pub struct PaymentPage {
 #[oai(rename_all = "camelCase")]
 pub struct PaymentRequest {
     /// The order to pay for.
-    pub order_id: Text,
+    pub order_id: Id,
     /// A Stripe PaymentMethod id, e.g. `pm_card_visa`.
     pub payment_method: Option<Text>,
     /// A Stripe card token, e.g. from `POST /v1/tokens`.
@@ -104,6 +110,12 @@ pub enum PaymentResponse {
     ),
 }
 
+statuses! {
+    CreatePayment: 201, 202, 400, 401, 402, 404, 409, 413, 415, 503, 500;
+    GetPayment: 200, 400, 401, 404, 503, 500;
+    ListPayments: 200, 400, 401, 503, 500;
+}
+
 #[derive(ApiResponse)]
 pub enum PaymentError {
     /// Invalid input or a malformed id.
@@ -122,9 +134,20 @@ pub enum PaymentError {
     /// the reservation ended and refunded.
     #[oai(status = 409)]
     Conflict(Json<ErrorBody>),
+    /// The body is larger than 64 KiB.
+    #[oai(status = 413)]
+    PayloadTooLarge(Json<ErrorBody>),
+    /// The body is not `application/json`.
+    #[oai(status = 415)]
+    UnsupportedMediaType(Json<ErrorBody>),
     /// MongoDB, Redis or Stripe is unreachable; nothing was charged, and a retry is safe.
     #[oai(status = 503)]
-    Unavailable(Json<ErrorBody>),
+    Unavailable(
+        Json<ErrorBody>,
+        /// Seconds to wait before trying again.
+        #[oai(header = "Retry-After")]
+        u64,
+    ),
     /// Unexpected failure.
     #[oai(status = 500)]
     Unexpected(Json<ErrorBody>),
@@ -159,38 +182,48 @@ impl PaymentsApi {
         #[oai(name = "Idempotency-Key", validator(min_length = 1, max_length = 255))]
         idempotency_key: Header<Option<String>>,
         body: JsonBody<PaymentRequest>,
-    ) -> Result<PaymentResponse> {
-        let (order_id, method, fingerprint) = parse_request(body.0)?;
-        let Some(key) = idempotency_key.0 else {
-            return self.pay(&user, order_id, method).await;
-        };
-        let claimed = match self.keys.claim(&user.0.id, &key, &fingerprint).await? {
-            Claim::Run(claimed) => claimed,
-            Claim::Replay(answer) => return self.replay(&user, answer).await,
-            Claim::InProgress => {
-                return Err(conflict(
-                    "A request with this Idempotency-Key is still in progress",
-                ));
-            }
-            Claim::Mismatch => {
-                return Err(PaymentError::BadRequest(ErrorBody::field(
-                    "Idempotency-Key",
-                    "This Idempotency-Key was used for a different request",
-                )));
-            }
-        };
-        let result = self.pay(&user, order_id, method).await;
-        self.keys.finish(claimed, stored_answer(&result)).await?;
-        result
+    ) -> Answer<PaymentResponse, PaymentError, CreatePayment> {
+        only(async {
+            let (order_id, method, fingerprint) = parse_request(body.0)?;
+            let Some(key) = idempotency_key.0 else {
+                return self.pay(&user, order_id, method).await;
+            };
+            let claimed = match self.keys.claim(&user.0.id, &key, &fingerprint).await? {
+                Claim::Run(claimed) => claimed,
+                Claim::Replay(answer) => return self.replay(&user, answer).await,
+                Claim::InProgress => {
+                    return Err(conflict(
+                        "A request with this Idempotency-Key is still in progress",
+                    ));
+                }
+                Claim::Mismatch => {
+                    return Err(PaymentError::BadRequest(ErrorBody::field(
+                        "Idempotency-Key",
+                        "This Idempotency-Key was used for a different request",
+                    )));
+                }
+            };
+            let result = self.pay(&user, order_id, method).await;
+            self.keys.finish(claimed, stored_answer(&result)).await?;
+            result
+        })
+        .await
     }
 
     /// One of your payments, as it stands now.
     #[oai(path = "/:id", method = "get", operation_id = "getPayment")]
-    async fn get(&self, user: Authenticated, id: Path<String>) -> Result<PaymentResponse> {
-        let id = parse_id(&id.0).ok_or_else(|| bad_field("id", "Malformed payment id"))?;
-        let payment = (self.checkout.payment(&user.0.id, id).await?)
-            .ok_or_else(|| PaymentError::NotFound(ErrorBody::new("Payment not found")))?;
-        Ok(PaymentResponse::Ok(Json(payment.into())))
+    async fn get(
+        &self,
+        user: Authenticated,
+        id: Path<Id>,
+    ) -> Answer<PaymentResponse, PaymentError, GetPayment> {
+        only(async {
+            let id = parse_id(&id.0).ok_or_else(|| bad_field("id", "Malformed payment id"))?;
+            let payment = (self.checkout.payment(&user.0.id, id).await?)
+                .ok_or_else(|| PaymentError::NotFound(ErrorBody::new("Payment not found")))?;
+            Ok(PaymentResponse::Ok(Json(payment.into())))
+        })
+        .await
     }
 
     /// Your payments, newest first; `orderId` narrows them to one order.
@@ -200,34 +233,37 @@ impl PaymentsApi {
         user: Authenticated,
         /// Only payments for this order.
         #[oai(name = "orderId")]
-        order_id: Query<Option<String>>,
+        order_id: Query<Option<Id>>,
         /// Page size, 1 to 100 (default 20).
         #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
         limit: Query<Option<u32>>,
         /// `nextCursor` of the previous page.
-        cursor: Query<Option<String>>,
-    ) -> Result<Json<PaymentPage>> {
-        let order = order_id
-            .0
-            .map(|o| {
-                parse_id(&o)
-                    .map(|id| id.to_hex())
-                    .ok_or_else(|| bad_field("orderId", "Malformed order id"))
-            })
-            .transpose()?;
-        let before = cursor
-            .0
-            .map(|c| parse_id(&c).ok_or_else(|| bad_field("cursor", "Malformed cursor")))
-            .transpose()?;
-        let limit = limit.0.unwrap_or(20);
-        let found = (self.checkout)
-            .payments(&user.0.id, order.as_deref(), before, limit)
-            .await?;
-        let (found, next_cursor) = page(found, limit, |p| p.id);
-        Ok(Json(PaymentPage {
-            items: found.into_iter().map(Payment::from).collect(),
-            next_cursor,
-        }))
+        cursor: Query<Option<Id>>,
+    ) -> Answer<Json<PaymentPage>, PaymentError, ListPayments> {
+        only(async {
+            let order = order_id
+                .0
+                .map(|o| {
+                    parse_id(&o)
+                        .map(|id| id.to_hex())
+                        .ok_or_else(|| bad_field("orderId", "Malformed order id"))
+                })
+                .transpose()?;
+            let before = cursor
+                .0
+                .map(|c| parse_id(&c).ok_or_else(|| bad_field("cursor", "Malformed cursor")))
+                .transpose()?;
+            let limit = limit.0.unwrap_or(20);
+            let found = (self.checkout)
+                .payments(&user.0.id, order.as_deref(), before, limit)
+                .await?;
+            let (found, next_cursor) = page(found, limit, |p| p.id);
+            Ok(Json(PaymentPage {
+                items: found.into_iter().map(Payment::from).collect(),
+                next_cursor,
+            }))
+        })
+        .await
     }
 }
 

@@ -2,7 +2,10 @@
 
 use std::sync::Arc;
 
-use lib_shared::{dependency_errors, http::error::ErrorBody};
+use lib_shared::{
+    dependency_errors,
+    http::error::{ErrorBody, RETRY_AFTER_SECONDS},
+};
 use poem::{Request, RequestBody};
 use poem_openapi::{
     ApiResponse, OpenApi, Tags, impl_apirequest_for_payload,
@@ -53,20 +56,28 @@ impl ParsePayload for StripeEvent {
 impl_apirequest_for_payload!(StripeEvent);
 
 #[derive(ApiResponse)]
-enum WebhookResponse {
+pub enum WebhookResponse {
     /// Handled, or already handled before.
     #[oai(status = 200)]
     Received,
 }
 
 #[derive(ApiResponse)]
-enum WebhookFailure {
+pub enum WebhookFailure {
     /// Bad or missing signature, or not an event; nothing changed.
     #[oai(status = 400)]
     BadRequest(Json<ErrorBody>),
+    /// The body is larger than 64 KiB.
+    #[oai(status = 413)]
+    PayloadTooLarge(Json<ErrorBody>),
     /// A dependency is down; Stripe delivers the event again.
     #[oai(status = 503)]
-    Unavailable(Json<ErrorBody>),
+    Unavailable(
+        Json<ErrorBody>,
+        /// Seconds to wait before trying again.
+        #[oai(header = "Retry-After")]
+        u64,
+    ),
     /// Unexpected failure.
     #[oai(status = 500)]
     Unexpected(Json<ErrorBody>),
@@ -107,6 +118,7 @@ impl WebhookApi {
             Err(WebhookError::Settle(SettleError::Dependency(e))) => Err(e.into()),
             Err(WebhookError::Settle(SettleError::Stripe(e))) => Err(WebhookFailure::Unavailable(
                 ErrorBody::unavailable(anyhow::anyhow!("Stripe: {e}")),
+                RETRY_AFTER_SECONDS,
             )),
             Err(e) => Err(WebhookFailure::BadRequest(ErrorBody::new(e.to_string()))),
         }

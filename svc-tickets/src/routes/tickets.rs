@@ -6,12 +6,19 @@ use chrono::{DateTime, Utc};
 use lib_shared::{
     dependency_errors,
     domain::{ids::parse_id, money::Price, states::TicketStatus},
-    http::{auth::Authenticated, body::JsonBody, error::ErrorBody, types::Text},
+    http::responses::{Answer, only},
+    http::{
+        auth::Authenticated,
+        body::JsonBody,
+        error::ErrorBody,
+        types::{Dollars, Id, Title},
+    },
+    statuses,
 };
 use mongodb::bson::oid::ObjectId;
 use poem_openapi::{
     ApiResponse, Enum, Object, OpenApi, Tags,
-    param::{Path, Query},
+    param::{Header, Path, Query},
     payload::Json,
 };
 
@@ -51,9 +58,9 @@ pub struct Ticket {
     pub currency: String,
     /// The seller.
     pub user_id: String,
-    /// `available`, `reserved` while an order holds it, `sold` once paid.
     pub status: TicketStatus,
     /// The order holding or owning the ticket, if any.
+    #[oai(nullable)]
     pub order_id: Option<String>,
     /// Bumped by every change.
     pub version: i64,
@@ -70,6 +77,7 @@ pub struct TicketPage {
     /// The tickets on this page.
     pub items: Vec<Ticket>,
     /// Pass as `cursor` for the next page; null on the last page.
+    #[oai(nullable)]
     pub next_cursor: Option<String>,
 }
 
@@ -77,16 +85,21 @@ pub struct TicketPage {
 #[derive(Object)]
 pub struct TicketInput {
     /// 1 to 200 characters, trimmed.
-    pub title: Text,
+    pub title: Title,
     /// Dollars: more than 0, at most 1,000,000, at most 2 decimals.
-    pub price: f64,
+    pub price: Dollars,
 }
 
 #[derive(ApiResponse)]
 pub enum TicketResponse {
     /// The ticket.
     #[oai(status = 200)]
-    Ok(Json<Ticket>),
+    Ok(
+        Json<Ticket>,
+        /// The ticket's version, for `If-Match`.
+        #[oai(header = "ETag")]
+        String,
+    ),
     /// The ticket was listed.
     #[oai(status = 201)]
     Created(
@@ -94,7 +107,31 @@ pub enum TicketResponse {
         /// Where the new ticket can be read.
         #[oai(header = "Location")]
         String,
+        /// The ticket's version, for `If-Match`.
+        #[oai(header = "ETag")]
+        String,
     ),
+}
+
+impl TicketResponse {
+    fn ok(ticket: impl Into<Ticket>) -> Self {
+        let ticket = ticket.into();
+        let etag = etag(ticket.version);
+        Self::Ok(Json(ticket), etag)
+    }
+
+    fn created(ticket: impl Into<Ticket>) -> Self {
+        let ticket = ticket.into();
+        let (location, etag) = (format!("/api/tickets/{}", ticket.id), etag(ticket.version));
+        Self::Created(Json(ticket), location, etag)
+    }
+}
+
+statuses! {
+    ListTickets: 200, 400, 503, 500;
+    GetTicket: 200, 400, 404, 503, 500;
+    CreateTicket: 201, 400, 401, 413, 415, 503, 500;
+    UpdateTicket: 200, 400, 401, 403, 404, 409, 412, 413, 415, 503, 500;
 }
 
 #[derive(ApiResponse)]
@@ -114,9 +151,23 @@ pub enum TicketError {
     /// The ticket is reserved or sold, or changed meanwhile.
     #[oai(status = 409)]
     Conflict(Json<ErrorBody>),
+    /// `If-Match` names another version: the ticket changed since it was read.
+    #[oai(status = 412)]
+    PreconditionFailed(Json<ErrorBody>),
+    /// The body is larger than 64 KiB.
+    #[oai(status = 413)]
+    PayloadTooLarge(Json<ErrorBody>),
+    /// The body is not `application/json`.
+    #[oai(status = 415)]
+    UnsupportedMediaType(Json<ErrorBody>),
     /// MongoDB or Redis is unreachable.
     #[oai(status = 503)]
-    Unavailable(Json<ErrorBody>),
+    Unavailable(
+        Json<ErrorBody>,
+        /// Seconds to wait before trying again.
+        #[oai(header = "Retry-After")]
+        u64,
+    ),
     /// Unexpected failure.
     #[oai(status = 500)]
     Unexpected(Json<ErrorBody>),
@@ -149,30 +200,36 @@ impl TicketsApi {
         q: Query<Option<String>>,
         /// Only this seller's tickets.
         #[oai(name = "userId")]
-        user_id: Query<Option<String>>,
+        user_id: Query<Option<Id>>,
         /// Page size, 1 to 100 (default 20).
         #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
         limit: Query<Option<u32>>,
         /// `nextCursor` of the previous page.
-        cursor: Query<Option<String>>,
-    ) -> Result<Json<TicketPage>> {
-        let query = ListQuery {
-            status: status_filter(status.0.unwrap_or(StatusFilter::Available)),
-            user_id: optional_id(user_id.0, "userId")?.map(|id| id.to_hex()),
-            text: q.0.map(|t| t.trim().to_string()).filter(|t| !t.is_empty()),
-            before: optional_id(cursor.0, "cursor")?,
-            limit: limit.0.unwrap_or(20),
-        };
-        let page = self.listings.page(&query).await?;
-        Ok(Json(page.into()))
+        cursor: Query<Option<Id>>,
+    ) -> Answer<Json<TicketPage>, TicketError, ListTickets> {
+        only(async {
+            let query = ListQuery {
+                status: status_filter(status.0.unwrap_or(StatusFilter::Available)),
+                user_id: optional_id(user_id.0, "userId")?.map(|id| id.to_hex()),
+                text: q.0.map(|t| t.trim().to_string()).filter(|t| !t.is_empty()),
+                before: optional_id(cursor.0, "cursor")?,
+                limit: limit.0.unwrap_or(20),
+            };
+            let page = self.listings.page(&query).await?;
+            Ok(Json(TicketPage::from(page)))
+        })
+        .await
     }
 
     /// One ticket.
     #[oai(path = "/:id", method = "get", operation_id = "getTicket")]
-    async fn get(&self, id: Path<String>) -> Result<TicketResponse> {
-        let id = ticket_id(&id.0)?;
-        let ticket = self.listings.find(id).await?.ok_or_else(not_found)?;
-        Ok(TicketResponse::Ok(Json(ticket.into())))
+    async fn get(&self, id: Path<Id>) -> Answer<TicketResponse, TicketError, GetTicket> {
+        only(async {
+            let id = ticket_id(&id.0)?;
+            let ticket = self.listings.find(id).await?.ok_or_else(not_found)?;
+            Ok(TicketResponse::ok(ticket))
+        })
+        .await
     }
 
     /// List a ticket for sale.
@@ -181,33 +238,40 @@ impl TicketsApi {
         &self,
         user: Authenticated,
         body: JsonBody<TicketInput>,
-    ) -> Result<TicketResponse> {
-        let (title, price) = parse_input(body.0)?;
-        let ticket: Ticket = self
-            .listings
-            .list_for_sale(user.0.id, title, price)
-            .await?
-            .into();
-        let location = format!("/api/tickets/{}", ticket.id);
-        Ok(TicketResponse::Created(Json(ticket), location))
+    ) -> Answer<TicketResponse, TicketError, CreateTicket> {
+        only(async {
+            let (title, price) = parse_input(body.0)?;
+            let ticket = self.listings.list_for_sale(user.0.id, title, price).await?;
+            Ok(TicketResponse::created(ticket))
+        })
+        .await
     }
 
     /// Change a ticket's title and price. Seller only, and only while it is available.
+    /// With `If-Match` (the `ETag` of a read), only if nobody changed it since: 412
+    /// otherwise.
     #[oai(path = "/:id", method = "put", operation_id = "updateTicket")]
     async fn update(
         &self,
         user: Authenticated,
-        id: Path<String>,
+        id: Path<Id>,
+        /// The `ETag` the change is based on; `*` or absent: whatever the version.
+        #[oai(name = "If-Match")]
+        if_match: Header<Option<String>>,
         body: JsonBody<TicketInput>,
-    ) -> Result<TicketResponse> {
-        let id = ticket_id(&id.0)?;
-        let (title, price) = parse_input(body.0)?;
-        let ticket = self
-            .listings
-            .edit(id, &user.0.id, title, price)
-            .await
-            .map_err(edit_error)?;
-        Ok(TicketResponse::Ok(Json(ticket.into())))
+    ) -> Answer<TicketResponse, TicketError, UpdateTicket> {
+        only(async {
+            let id = ticket_id(&id.0)?;
+            let (title, price) = parse_input(body.0)?;
+            let based_on = if_match.0.as_deref().and_then(expected_version);
+            let ticket = self
+                .listings
+                .edit(id, &user.0.id, based_on, title, price)
+                .await
+                .map_err(edit_error)?;
+            Ok(TicketResponse::ok(ticket))
+        })
+        .await
     }
 }
 
@@ -223,14 +287,37 @@ fn edit_error(err: EditError) -> TicketError {
         EditError::Changed => TicketError::Conflict(ErrorBody::new(
             "Ticket was changed meanwhile; reload it and try again",
         )),
+        EditError::Stale => TicketError::PreconditionFailed(ErrorBody::new(
+            "Ticket was changed since that version; reload it and try again",
+        )),
         EditError::Dependency(e) => e.into(),
     }
+}
+
+/// A strong entity tag from the version.
+fn etag(version: i64) -> String {
+    format!("\"{version}\"")
+}
+
+/// The version `If-Match` asks for: `None` for `*`; a tag that names no version of ours
+/// can never match (`Some(-1)`).
+fn expected_version(header: &str) -> Option<i64> {
+    let tag = header.trim();
+    if tag == "*" {
+        return None;
+    }
+    let version = tag
+        .trim_start_matches("W/")
+        .trim_matches('"')
+        .parse::<i64>()
+        .unwrap_or(-1);
+    Some(version)
 }
 
 fn parse_input(input: TicketInput) -> Result<(TicketTitle, Price)> {
     let title = TicketTitle::parse(&input.title.0)
         .map_err(|m| TicketError::BadRequest(ErrorBody::field("title", m)))?;
-    let price = Price::parse_dollars(input.price)
+    let price = Price::parse_dollars(input.price.0)
         .map_err(|m| TicketError::BadRequest(ErrorBody::field("price", m)))?;
     Ok((title, price))
 }
@@ -240,7 +327,7 @@ fn ticket_id(raw: &str) -> Result<ObjectId> {
         .ok_or_else(|| TicketError::BadRequest(ErrorBody::field("id", "Malformed ticket id")))
 }
 
-fn optional_id(raw: Option<String>, field: &str) -> Result<Option<ObjectId>> {
+fn optional_id(raw: Option<Id>, field: &str) -> Result<Option<ObjectId>> {
     raw.map(|r| {
         parse_id(&r).ok_or_else(|| {
             TicketError::BadRequest(ErrorBody::field(field, format!("Malformed {field}")))

@@ -1,6 +1,6 @@
 //! From a payment attempt (or a kept answer) to the HTTP answer, and back for keeping.
 
-use lib_shared::http::error::ErrorBody;
+use lib_shared::http::error::{ErrorBody, RETRY_AFTER_SECONDS};
 use poem_openapi::payload::Json;
 use serde::Serialize;
 
@@ -36,9 +36,10 @@ pub(super) fn pay_error(err: PayError) -> PaymentError {
         PayError::Expired => conflict("Reservation expired"),
         PayError::Declined(message) => PaymentError::Declined(ErrorBody::new(message)),
         PayError::Invalid { field, message } => bad_field(field, &message),
-        PayError::StripeUnavailable(e) => {
-            PaymentError::Unavailable(ErrorBody::unavailable(anyhow::anyhow!("Stripe: {e}")))
-        }
+        PayError::StripeUnavailable(e) => PaymentError::Unavailable(
+            ErrorBody::unavailable(anyhow::anyhow!("Stripe: {e}")),
+            RETRY_AFTER_SECONDS,
+        ),
         PayError::Dependency(e) => e.into(),
     }
 }
@@ -55,7 +56,9 @@ pub(super) fn stored_answer(result: &Result<PaymentResponse>) -> Option<StoredAn
         Err(PaymentError::Conflict(e)) => (409, json(&e.0)),
         Err(
             PaymentError::Unauthorized(_)
-            | PaymentError::Unavailable(_)
+            | PaymentError::PayloadTooLarge(_)
+            | PaymentError::UnsupportedMediaType(_)
+            | PaymentError::Unavailable(..)
             | PaymentError::Unexpected(_),
         ) => return None,
     };
