@@ -1,6 +1,7 @@
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use lib_shared::{
+    http::idempotency::Idempotency,
     messaging::outbox::Outbox,
     runtime::startup::{self, Infra},
 };
@@ -45,7 +46,13 @@ impl Application {
                 reservations: reservations.clone(),
             },
         );
-        let api = OrdersApi::new(reservations.clone());
+        // A key's claim outlasts the longest an order request takes.
+        let keys = Idempotency::new(infra.mongo.clone(), Duration::from_secs(30));
+        startup::prepare(&infra, "creating the idempotency key index", async |db| {
+            Idempotency::new(db, Duration::ZERO).ensure_indexes().await
+        })
+        .await;
+        let api = OrdersApi::new(reservations.clone(), keys);
         let description = "Reservations and order history.";
         let inner = startup::launch(common, &infra, api, "Ticketing orders", description).await?;
         Ok(Self {

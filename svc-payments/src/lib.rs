@@ -6,7 +6,6 @@
 pub mod checkout;
 pub mod consumer;
 pub mod domain;
-pub mod idempotency;
 pub mod lease;
 pub mod metrics;
 pub mod reconciler;

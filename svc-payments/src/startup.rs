@@ -1,6 +1,7 @@
 use std::sync::Arc;
 
 use lib_shared::{
+    http::idempotency::Idempotency,
     messaging::outbox::Outbox,
     runtime::startup::{self, Infra},
 };
@@ -9,7 +10,6 @@ use crate::{
     Settings,
     checkout::Checkout,
     consumer::{OrderEvents, SUBJECTS},
-    idempotency::Idempotency,
     metrics::PaymentMetrics,
     reconciler::Reconciler,
     routes::{PaymentsApi, WebhookApi},

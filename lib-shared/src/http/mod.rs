@@ -5,6 +5,7 @@ pub mod auth;
 pub mod body;
 pub mod body_limit;
 pub mod error;
+pub mod idempotency;
 pub mod in_flight;
 pub mod ops;
 pub mod request_id;

@@ -12,6 +12,7 @@ use lib_shared::{
     http::auth::Authenticated,
     http::body::JsonBody,
     http::error::ErrorBody,
+    http::idempotency::{Claim, Idempotency},
     http::responses::{Answer, only},
     http::types::Id,
     runtime::detached::run_detached,
@@ -20,14 +21,19 @@ use lib_shared::{
 use mongodb::bson::oid::ObjectId;
 use poem_openapi::{
     ApiResponse, Enum, Object, OpenApi, Tags,
-    param::{Path, Query},
+    param::{Header, Path, Query},
     payload::Json,
 };
+
+use serde::{Deserialize, Serialize};
+
+mod answers;
 
 use crate::{
     reservations::{Cancelled, CreateError, Reservations},
     store::OrderRecord,
 };
+use answers::{replay, stored_answer};
 
 #[derive(Tags)]
 enum OrderTags {
@@ -46,7 +52,7 @@ pub enum OrderFilter {
 }
 
 /// The ticket an order is for, as it was when ordered.
-#[derive(Object)]
+#[derive(Object, Serialize, Deserialize)]
 pub struct OrderTicket {
     /// Ticket id.
     pub id: String,
@@ -57,8 +63,9 @@ pub struct OrderTicket {
 }
 
 /// An order: the buyer's hold on a ticket, then its outcome.
-#[derive(Object)]
+#[derive(Object, Serialize, Deserialize)]
 #[oai(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct Order {
     /// Order id.
     pub id: String,
@@ -175,34 +182,64 @@ type Result<T> = std::result::Result<T, OrderError>;
 
 pub struct OrdersApi {
     reservations: Arc<Reservations>,
+    keys: Idempotency,
 }
 
 impl OrdersApi {
-    pub fn new(reservations: Arc<Reservations>) -> Self {
-        Self { reservations }
+    pub fn new(reservations: Arc<Reservations>, keys: Idempotency) -> Self {
+        Self { reservations, keys }
+    }
+
+    /// Places the order; it runs to its end even if the client goes: a lock taken is
+    /// either stored with its order or released.
+    async fn place(&self, user: &Authenticated, ticket_id: ObjectId) -> Result<OrderResponse> {
+        let (reservations, user_id) = (self.reservations.clone(), user.0.id.clone());
+        let order = run_detached(async move { reservations.create(&user_id, ticket_id).await })
+            .await
+            .map_err(create_error)?;
+        let location = format!("/api/orders/{}", order.id.to_hex());
+        Ok(OrderResponse::Created(Json(order.into()), location))
     }
 }
 
 #[OpenApi(prefix_path = "/api/orders", tag = "OrderTags::Orders")]
 impl OrdersApi {
-    /// Order a ticket: it is locked for you for the order window.
+    /// Order a ticket: it is locked for you for the order window. Retrying with the same
+    /// `Idempotency-Key` returns the first answer instead of ordering again.
     #[oai(path = "/", method = "post", operation_id = "createOrder")]
     async fn create(
         &self,
         user: Authenticated,
+        /// Any unique string (at most 255 characters) to make retries safe.
+        #[oai(name = "Idempotency-Key", validator(min_length = 1, max_length = 255))]
+        idempotency_key: Header<Option<String>>,
         body: JsonBody<NewOrder>,
     ) -> Answer<OrderResponse, OrderError, CreateOrder> {
         only(async {
             let ticket_id = parse_id(&body.0.ticket_id.0)
                 .ok_or_else(|| bad_field("ticketId", "Malformed ticket id"))?;
-            // Runs to its end even if the client goes: a lock taken is either stored with
-            // its order or released.
-            let (reservations, user_id) = (self.reservations.clone(), user.0.id.clone());
-            let order = run_detached(async move { reservations.create(&user_id, ticket_id).await })
-                .await
-                .map_err(create_error)?;
-            let location = format!("/api/orders/{}", order.id.to_hex());
-            Ok(OrderResponse::Created(Json(order.into()), location))
+            let Some(key) = idempotency_key.0 else {
+                return self.place(&user, ticket_id).await;
+            };
+            let fingerprint = ticket_id.to_hex();
+            let claimed = match self.keys.claim(&user.0.id, &key, &fingerprint).await? {
+                Claim::Run(claimed) => claimed,
+                Claim::Replay(answer) => return replay(answer),
+                Claim::InProgress => {
+                    return Err(OrderError::Conflict(ErrorBody::new(
+                        "A request with this Idempotency-Key is still in progress",
+                    )));
+                }
+                Claim::Mismatch => {
+                    return Err(bad_field(
+                        "Idempotency-Key",
+                        "This Idempotency-Key was used for a different request",
+                    ));
+                }
+            };
+            let result = self.place(&user, ticket_id).await;
+            self.keys.finish(claimed, stored_answer(&result)).await?;
+            result
         })
         .await
     }
@@ -287,7 +324,7 @@ impl OrdersApi {
     }
 }
 
-fn bad_field(field: &str, message: &str) -> OrderError {
+pub(super) fn bad_field(field: &str, message: &str) -> OrderError {
     OrderError::BadRequest(ErrorBody::field(field, message))
 }
 

@@ -166,3 +166,65 @@ async fn an_order_whose_window_passed_unexpired_gives_way_to_the_next_buyer() {
         .expect("a live order");
     assert_eq!(live.get_object_id("_id").unwrap().to_hex(), id_of(&new));
 }
+
+#[tokio::test]
+async fn retries_with_one_idempotency_key_place_one_order_and_get_the_first_answer() {
+    let app = spawn_app().await;
+    let (first, other) = (
+        app.seeded_ticket(&new_user(), 1000).await,
+        app.seeded_ticket(&new_user(), 1000).await,
+    );
+    let buyer = new_user();
+    let order_with = |ticket: &str, key: &'static str| {
+        app.client
+            .post(app.url(""))
+            .bearer_auth(&buyer.token)
+            .header("Idempotency-Key", key)
+            .json(&json!({ "ticketId": ticket }))
+            .send()
+    };
+
+    // Ten retries at once, as a client that timed out might send them.
+    let answers = futures::future::join_all((0..10).map(|_| order_with(&first, "k-1"))).await;
+    let mut created = Vec::new();
+    for resp in answers {
+        let resp = resp.unwrap();
+        match resp.status() {
+            StatusCode::CREATED => created.push(resp.json::<Value>().await.unwrap()["id"].clone()),
+            // The first one is still running.
+            StatusCode::CONFLICT => {}
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(!created.is_empty());
+    assert!(
+        created.iter().all(|id| *id == created[0]),
+        "one order: {created:?}"
+    );
+    let again = order_with(&first, "k-1").await.unwrap();
+    assert_eq!(again.status(), StatusCode::CREATED);
+    assert_eq!(
+        again.json::<Value>().await.unwrap()["id"],
+        created[0],
+        "replayed"
+    );
+    assert_eq!(app.stored_orders().await, 1);
+    assert_eq!(app.published("order:created").await.len(), 1);
+
+    let errors = assert_error(
+        order_with(&other, "k-1").await.unwrap(),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert_eq!(
+        errors[0]["field"], "Idempotency-Key",
+        "same key, another ticket"
+    );
+    let taken = order_with(&first, "k-2").await.unwrap();
+    assert_eq!(
+        taken.status(),
+        StatusCode::CONFLICT,
+        "a new key is a new request"
+    );
+    assert_eq!(app.stored_orders().await, 1);
+}

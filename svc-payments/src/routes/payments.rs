@@ -9,6 +9,7 @@ use lib_shared::{
     http::auth::Authenticated,
     http::body::JsonBody,
     http::error::ErrorBody,
+    http::idempotency::{Claim, Idempotency, StoredAnswer},
     http::responses::{Answer, only},
     http::types::{Id, Text},
     statuses,
@@ -26,7 +27,6 @@ mod answers;
 use crate::{
     checkout::{Checkout, Method},
     domain::PaymentStatus,
-    idempotency::{Claim, Idempotency, StoredAnswer},
 };
 use answers::{answer, pay_error, replay, stored_answer};
 

@@ -1,13 +1,11 @@
-//! Payment attempts, this service's copy of the orders, stored answers per
-//! Idempotency-Key and the Stripe events already handled.
+//! Payment attempts, this service's copy of the orders and the Stripe events already
+//! handled (stored answers per Idempotency-Key: lib-shared's idempotency module).
 
 pub mod attempts;
-pub mod keys;
 pub mod orders;
 pub mod webhook_events;
 
 pub use attempts::{PAYMENTS, PaymentRecord};
-pub use keys::{KeyState, StoredAnswer};
 pub use orders::OrderCopy;
 
 use lib_shared::http::error::DependencyError;
@@ -15,5 +13,7 @@ use mongodb::Database;
 
 pub async fn ensure_indexes(db: &Database) -> Result<(), DependencyError> {
     attempts::ensure_indexes(db).await?;
-    keys::ensure_indexes(db).await
+    lib_shared::http::idempotency::Idempotency::new(db.clone(), std::time::Duration::ZERO)
+        .ensure_indexes()
+        .await
 }

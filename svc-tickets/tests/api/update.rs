@@ -159,3 +159,61 @@ async fn concurrent_updates_never_both_win() {
         .collect();
     assert_eq!(events.len(), winners.len(), "one event per change");
 }
+
+#[tokio::test]
+async fn an_edit_based_on_a_stale_etag_is_refused_with_412_and_changes_nothing() {
+    let app = spawn_app().await;
+    let seller = new_user();
+    let id = id_of(&app.listed(&seller, "Gig", 10.0).await);
+    let read = app.get(&id).await;
+    let etag = read.headers()["etag"].to_str().unwrap().to_string();
+    assert_eq!(etag, "\"0\"", "the ETag is the version");
+
+    let put = |tag: &'static str, price: f64| {
+        app.client
+            .put(app.url(&format!("/{id}")))
+            .bearer_auth(&seller.token)
+            .header("If-Match", tag)
+            .json(&json!({"title": "Gig", "price": price}))
+            .send()
+    };
+    let first = put("\"0\"", 11.0).await.unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    assert_eq!(first.headers()["etag"], "\"1\"");
+
+    assert_error(
+        put("\"0\"", 12.0).await.unwrap(),
+        StatusCode::PRECONDITION_FAILED,
+    )
+    .await;
+    assert_error(
+        put("W/\"7\"", 12.0).await.unwrap(),
+        StatusCode::PRECONDITION_FAILED,
+    )
+    .await;
+    assert_error(
+        put("\"junk\"", 12.0).await.unwrap(),
+        StatusCode::PRECONDITION_FAILED,
+    )
+    .await;
+    let now = app.ticket(&id).await;
+    assert_eq!(
+        (now["price"].as_f64(), now["version"].as_i64()),
+        (Some(11.0), Some(1))
+    );
+    assert_eq!(
+        app.published("ticket:updated").await.len(),
+        1,
+        "no event for a refusal"
+    );
+
+    assert_eq!(
+        put("*", 13.0).await.unwrap().status(),
+        StatusCode::OK,
+        "* matches any"
+    );
+    let without = app
+        .update(&seller, &id, &json!({"title": "Gig", "price": 14}))
+        .await;
+    assert_eq!(without.status(), StatusCode::OK, "If-Match stays optional");
+}

@@ -1,13 +1,14 @@
 //! From a payment attempt (or a kept answer) to the HTTP answer, and back for keeping.
 
-use lib_shared::http::error::{ErrorBody, RETRY_AFTER_SECONDS};
+use lib_shared::http::{
+    error::{ErrorBody, RETRY_AFTER_SECONDS},
+    idempotency::StoredAnswer,
+};
 use poem_openapi::payload::Json;
 use serde::Serialize;
 
 use super::{Payment, PaymentError, PaymentResponse, Result, bad_field, conflict};
-use crate::{
-    checkout::PayError, domain::PaymentStatus, idempotency::StoredAnswer, store::PaymentRecord,
-};
+use crate::{checkout::PayError, domain::PaymentStatus, store::PaymentRecord};
 
 /// The answer to a payment request from where its attempt stands.
 pub(super) fn answer(payment: PaymentRecord) -> Result<PaymentResponse> {

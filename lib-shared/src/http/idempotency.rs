@@ -4,14 +4,15 @@
 //! same key with another body is a client error. An answer that is not final (a
 //! dependency was down) releases the key, so a retry runs again.
 
+mod keys;
+
 use std::time::Duration;
 
-use lib_shared::http::error::DependencyError;
 use mongodb::Database;
 
-use crate::store::keys::{self, KeyState};
-
-pub use crate::store::keys::StoredAnswer;
+use crate::http::error::DependencyError;
+use keys::KeyState;
+pub use keys::{KEY_TTL, StoredAnswer};
 
 /// Keys of one kind of request, each scoped to its user.
 pub struct Idempotency {
@@ -41,6 +42,11 @@ pub struct Claimed {
 impl Idempotency {
     pub fn new(db: Database, lease: Duration) -> Self {
         Self { db, lease }
+    }
+
+    /// The index that forgets keys after `KEY_TTL`.
+    pub async fn ensure_indexes(&self) -> Result<(), DependencyError> {
+        keys::ensure_indexes(&self.db).await
     }
 
     /// `fingerprint` identifies the request body: the same key with another one is refused.

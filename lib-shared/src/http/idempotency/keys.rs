@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
+use crate::http::error::{DependencyError, is_duplicate_key};
 use chrono::{DateTime, Utc};
-use lib_shared::http::error::{DependencyError, is_duplicate_key};
 use mongodb::{
     Collection, Database, IndexModel,
     bson::{self, doc},
@@ -42,7 +42,7 @@ fn keys(db: &Database) -> Collection<IdempotencyRecord> {
     db.collection("idempotency_keys")
 }
 
-pub async fn ensure_indexes(db: &Database) -> Result<(), DependencyError> {
+pub(super) async fn ensure_indexes(db: &Database) -> Result<(), DependencyError> {
     let expiry = IndexModel::builder()
         .keys(doc! { "expiresAt": 1 })
         .options(
@@ -57,7 +57,7 @@ pub async fn ensure_indexes(db: &Database) -> Result<(), DependencyError> {
 }
 
 /// Where a request with an Idempotency-Key stands.
-pub enum KeyState {
+pub(super) enum KeyState {
     /// Ours now: go ahead, then `finish` or `release`.
     Fresh,
     Answered(StoredAnswer),
@@ -67,7 +67,7 @@ pub enum KeyState {
 }
 
 /// Takes the key for a request that may run for up to `lease`.
-pub async fn claim(
+pub(super) async fn claim(
     db: &Database,
     id: &str,
     fingerprint: &str,
@@ -123,7 +123,11 @@ pub async fn claim(
     Ok(KeyState::InProgress)
 }
 
-pub async fn finish(db: &Database, id: &str, answer: &StoredAnswer) -> Result<(), DependencyError> {
+pub(super) async fn finish(
+    db: &Database,
+    id: &str,
+    answer: &StoredAnswer,
+) -> Result<(), DependencyError> {
     let answer = bson::to_bson(answer).map_err(|e| DependencyError::Unexpected(e.into()))?;
     keys(db)
         .update_one(doc! { "_id": id }, doc! { "$set": { "answer": answer } })
@@ -133,7 +137,7 @@ pub async fn finish(db: &Database, id: &str, answer: &StoredAnswer) -> Result<()
 
 /// Forgets a key whose request ended without a final answer (a dependency was down), so
 /// that a retry with it runs again.
-pub async fn release(db: &Database, id: &str) -> Result<(), DependencyError> {
+pub(super) async fn release(db: &Database, id: &str) -> Result<(), DependencyError> {
     keys(db)
         .delete_one(doc! { "_id": id, "answer": null })
         .await?;
