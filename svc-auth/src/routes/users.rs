@@ -228,14 +228,30 @@ impl UsersApi {
 
     /// The signed-in user, or `{"currentUser": null}`.
     #[oai(path = "/me", method = "get", operation_id = "me")]
-    async fn me(&self, auth: MaybeAuthenticated) -> Json<Me> {
-        Json(Me {
+    async fn me(&self, auth: MaybeAuthenticated) -> Result<Json<Me>, MeError> {
+        Ok(Json(Me {
             current_user: auth.0.map(|u| CurrentUserView {
                 id: u.id,
                 email: u.email,
             }),
-        })
+        }))
     }
+}
+
+/// What `/me` answers besides the user: the revocation check needs Redis.
+#[derive(ApiResponse)]
+pub enum MeError {
+    /// Redis is unreachable, so a token's revocation cannot be checked.
+    #[oai(status = 503)]
+    Unavailable(
+        Json<ErrorBody>,
+        /// Seconds to wait before trying again.
+        #[oai(header = "Retry-After")]
+        u64,
+    ),
+    /// Unexpected failure.
+    #[oai(status = 500)]
+    Unexpected(Json<ErrorBody>),
 }
 
 fn bad_field(field: &str, message: &str) -> SignupError {
