@@ -173,7 +173,7 @@ def ingress_routes():
 def env_read_by(svc):
     pattern = re.compile(r'(?:required|parsed_or|bool_or|pem)\(\s*src,\s*"([A-Z_]+)"|src\.get\("([A-Z_]+)"\)')
     names = set()
-    files = [os.path.join(ROOT, "lib-shared/src/config.rs")]
+    files = [os.path.join(ROOT, "lib-shared/src/runtime/config.rs")]
     files += glob.glob(os.path.join(ROOT, f"svc-{svc}/src/**/*.rs"), recursive=True)
     for path in files:
         with open(path) as f:

@@ -4,6 +4,7 @@
 //! the event until the relay finds it.
 
 mod relay;
+mod removal;
 
 use std::time::Duration;
 
@@ -58,11 +59,13 @@ pub struct Outbox {
     publisher: Publisher,
     collections: Vec<&'static str>,
     waiting: Option<IntGaugeVec>,
+    remover: removal::Remover,
 }
 
 impl Outbox {
     pub fn new(db: Database, publisher: Publisher, collections: &[&'static str]) -> Self {
         Self {
+            remover: removal::Remover::start(db.clone()),
             db,
             publisher,
             collections: collections.to_vec(),
@@ -141,12 +144,20 @@ impl Outbox {
         Ok(written)
     }
 
-    /// Publishes events just written with a document, then clears them from it. On
-    /// failure the relay publishes them later.
+    /// Publishes events just written with a document, then has them cleared from it
+    /// with others' (one write for many). On failure the relay publishes them later.
     pub async fn flush(&self, collection: &str, id: ObjectId, events: &[Envelope]) {
-        if let Err(e) = self.publish_and_clear(collection, id, events).await {
-            tracing::warn!(%collection, %id, error = %e, "outbox flush failed; the relay will retry");
+        for event in events {
+            if let Err(e) = self.publisher.publish(event).await {
+                tracing::warn!(%collection, %id, error = %e, "outbox flush failed; the relay will retry");
+                return;
+            }
         }
+        self.remover.remove(removal::Removal {
+            collection: collection.to_string(),
+            id,
+            events: events.iter().map(|e| e.id.clone()).collect(),
+        });
     }
 
     async fn publish_and_clear(
