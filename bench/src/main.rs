@@ -82,6 +82,8 @@ enum Scenario {
     Expiry(Options),
     /// Sign up, list, order, pay, complete visible.
     Journey(Options),
+    /// MongoDB writes per use case (create, cancel, pay), by service, from the server.
+    Writes(Options),
     /// The machine's ceilings: `SET NX PX` and a hello-world route.
     Baseline(Options),
     /// Every load scenario above, in turn.
@@ -124,6 +126,7 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Browse(o) => ("browse", o),
         Scenario::Expiry(o) => ("expiry", o),
         Scenario::Journey(o) => ("journey", o),
+        Scenario::Writes(o) => ("writes", o),
         Scenario::Baseline(o) => ("baseline", o),
         Scenario::All(o) => ("all", o),
     };
@@ -144,6 +147,7 @@ async fn main() -> anyhow::Result<()> {
             "browse" => scenarios::browse(&target, &options).await?,
             "expiry" => scenarios::expiry(&target, &options).await?,
             "journey" => scenarios::journey(&target, &options).await?,
+            "writes" => scenarios::writes(&target, &options).await?,
             _ => scenarios::baseline(&target, &options).await?,
         };
         print_table(name, &outcome);

@@ -3,10 +3,12 @@
 mod expiry;
 mod flash_sale;
 mod journey;
+mod writes;
 
 pub use expiry::expiry;
 pub use flash_sale::flash_sale;
 pub use journey::journey;
+pub use writes::writes;
 
 use std::{future::Future, time::Instant};
 
