@@ -300,3 +300,62 @@ async fn trimming_keeps_every_entry_a_group_has_not_acknowledged() {
             .unwrap();
     assert_eq!(kept, 0, "nothing younger than the retention goes");
 }
+
+/// Inserts, updates and removes the server counted on one collection (`top`).
+async fn writes_on(client: &mongodb::Client, namespace: &str) -> (i64, i64) {
+    let top = client
+        .database("admin")
+        .run_command(doc! { "top": 1 })
+        .await
+        .unwrap();
+    let Ok(entry) = top.get_document("totals").unwrap().get_document(namespace) else {
+        return (0, 0);
+    };
+    let count = |kind: &str| {
+        let c = entry.get_document(kind).unwrap().get("count").unwrap();
+        c.as_i64().or_else(|| c.as_i32().map(i64::from)).unwrap()
+    };
+    (count("insert"), count("update"))
+}
+
+#[tokio::test]
+async fn published_events_leave_their_documents_in_a_few_batched_writes() {
+    let s = setup();
+    let (mongo_uri, _) = testing::test_servers();
+    let client = mongodb::Client::with_uri_str(&mongo_uri).await.unwrap();
+    let name = testing::unique_name("outbox");
+    let db = client.database(&name);
+    let outbox = Outbox::new(db.clone(), s.publisher.clone(), &["orders"]);
+    let n = 200;
+    let writes = (0..n).map(|i| {
+        let outbox = outbox.clone();
+        async move {
+            let id = ObjectId::new();
+            let event = Envelope::new(&ExpirationComplete {
+                order_id: format!("o{i}"),
+            });
+            outbox
+                .insert_with_events("orders", id, &doc! { "_id": id, "n": i }, vec![event])
+                .await
+                .unwrap()
+        }
+    });
+    futures::future::join_all(writes).await;
+
+    let orders = db.collection::<mongodb::bson::Document>("orders");
+    testing::eventually("every outbox emptied", 10, async || {
+        orders
+            .count_documents(doc! { "outbox.0": { "$exists": true } })
+            .await
+            .unwrap()
+            == 0
+    })
+    .await;
+    assert_eq!(s.entries("expiration:complete").await.ids.len(), n as usize);
+    let (inserts, updates) = writes_on(&client, &format!("{name}.orders")).await;
+    assert_eq!(inserts, n, "one insert per document, its event inside");
+    assert!(
+        updates < n / 2,
+        "{updates} writes cleared {n} documents: removals should share writes"
+    );
+}

@@ -74,6 +74,13 @@ impl Cluster {
         let mongo = Command::new("secantusd-py")
             .args(["--host", "127.0.0.1", "--port", &mongo_port.to_string()])
             .args(["--storage-path", ":memory:"])
+            // No change streams here: a short oplog keeps writes from slowing as it grows.
+            .args([
+                "--oplog-max-entries",
+                "2000",
+                "--oplog-retention-seconds",
+                "60",
+            ])
             .stdout(Stdio::null())
             .stderr(log(dir, "mongodb"))
             .spawn()

@@ -102,7 +102,8 @@ async fn tickets_become(target: &Target, tickets: &[String], status: &str) -> an
     anyhow::bail!("tickets did not all become {status}")
 }
 
-async fn place(target: &Target, tickets: &[String], buyers: &[User]) -> Vec<String> {
+/// Orders each ticket as its buyer; the order ids, by buyer.
+async fn place(target: &Target, tickets: &[String], buyers: &[User]) -> Vec<(usize, String)> {
     let placed = run_all(tickets.len(), 32, "ordering", |i| {
         let (ticket, buyer) = (tickets[i].clone(), &buyers[i]);
         async move {
@@ -112,7 +113,7 @@ async fn place(target: &Target, tickets: &[String], buyers: &[User]) -> Vec<Stri
                 .ok()?;
             (resp.status() == StatusCode::CREATED).then_some(())?;
             let order: Value = resp.json().await.ok()?;
-            order["id"].as_str().map(String::from)
+            order["id"].as_str().map(|id| (i, id.to_string()))
         }
     })
     .await;
@@ -140,7 +141,7 @@ pub async fn writes(target: &Target, o: &Options) -> anyhow::Result<Outcome> {
     report(&mut out, "create", &created);
     let cancelled = measured(&mongo, n, || async {
         run_all(orders.len(), 32, "cancelling", |i| {
-            let (order, buyer) = (&orders[i], &buyers[i]);
+            let (buyer, order) = (&buyers[orders[i].0], &orders[i].1);
             async move {
                 let url = format!("{}/{order}", target.orders);
                 target
@@ -165,7 +166,7 @@ pub async fn writes(target: &Target, o: &Options) -> anyhow::Result<Outcome> {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let paid = measured(&mongo, n, || async {
         run_all(orders.len(), 16, "paying", |i| {
-            let (order, buyer) = (&orders[i], &buyers[i]);
+            let (buyer, order) = (&buyers[orders[i].0], &orders[i].1);
             async move {
                 let body = json!({ "orderId": order, "paymentMethod": "pm_card_visa" });
                 target.post(&target.payments, buyer, &body).await.ok()

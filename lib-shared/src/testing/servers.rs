@@ -126,6 +126,13 @@ impl ServerProcess {
         let child = Command::new("secantusd-py")
             .args(["--host", "127.0.0.1", "--port", &port.to_string()])
             .args(["--storage-path", ":memory:"])
+            // No change streams here: a short oplog keeps writes from slowing as it grows.
+            .args([
+                "--oplog-max-entries",
+                "2000",
+                "--oplog-retention-seconds",
+                "60",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
