@@ -1,7 +1,7 @@
 use std::{sync::Arc, time::Duration};
 
 use lib_shared::{
-    http::idempotency::Idempotency,
+    http::idempotency::{self, Idempotency},
     messaging::outbox::Outbox,
     runtime::startup::{self, Infra},
 };
@@ -49,7 +49,7 @@ impl Application {
         // A key's claim outlasts the longest an order request takes.
         let keys = Idempotency::new(infra.mongo.clone(), Duration::from_secs(30));
         startup::prepare(&infra, "creating the idempotency key index", async |db| {
-            Idempotency::new(db, Duration::ZERO).ensure_indexes().await
+            idempotency::ensure_indexes(&db).await
         })
         .await;
         let api = OrdersApi::new(reservations.clone(), keys);

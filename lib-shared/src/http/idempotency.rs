@@ -39,14 +39,14 @@ pub struct Claimed {
     record: String,
 }
 
+/// The index that forgets keys after `KEY_TTL`, in `db`'s key collection.
+pub async fn ensure_indexes(db: &Database) -> Result<(), DependencyError> {
+    keys::ensure_indexes(db).await
+}
+
 impl Idempotency {
     pub fn new(db: Database, lease: Duration) -> Self {
         Self { db, lease }
-    }
-
-    /// The index that forgets keys after `KEY_TTL`.
-    pub async fn ensure_indexes(&self) -> Result<(), DependencyError> {
-        keys::ensure_indexes(&self.db).await
     }
 
     /// `fingerprint` identifies the request body: the same key with another one is refused.

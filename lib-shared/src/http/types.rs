@@ -8,57 +8,6 @@ use poem_openapi::{
 };
 use serde_json::Value;
 
-/// A JSON string and nothing else: poem-openapi's `String` also accepts numbers and
-/// booleans, and a wrong-typed field must be a 400.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Text(pub String);
-
-impl Text {
-    pub fn into_inner(self) -> String {
-        self.0
-    }
-}
-
-impl Type for Text {
-    const IS_REQUIRED: bool = true;
-    type RawValueType = Self;
-    type RawElementValueType = Self;
-
-    fn name() -> Cow<'static, str> {
-        "string".into()
-    }
-
-    fn schema_ref() -> MetaSchemaRef {
-        MetaSchemaRef::Inline(Box::new(MetaSchema::new("string")))
-    }
-
-    fn as_raw_value(&self) -> Option<&Self::RawValueType> {
-        Some(self)
-    }
-
-    fn raw_element_iter<'a>(
-        &'a self,
-    ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
-        Box::new(self.as_raw_value().into_iter())
-    }
-}
-
-impl ParseFromJSON for Text {
-    fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
-        match value {
-            Some(Value::String(s)) => Ok(Self(s)),
-            Some(other) => Err(ParseError::expected_type(other)),
-            None => Err(ParseError::expected_input()),
-        }
-    }
-}
-
-impl ToJSON for Text {
-    fn to_json(&self) -> Option<Value> {
-        Some(Value::String(self.0.clone()))
-    }
-}
-
 /// A string whose schema declares the rules the domain checks, so generated clients,
 /// form builders and fuzzers know them; the domain still checks them itself (with its own
 /// messages), so anything that is a string parses here.
@@ -115,7 +64,11 @@ macro_rules! documented_text {
 
         impl ParseFromJSON for $name {
             fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
-                Text::parse_from_json(value).map(|t| Self(t.0)).map_err(ParseError::propagate)
+                match value {
+                    Some(Value::String(s)) => Ok(Self(s)),
+                    Some(other) => Err(ParseError::expected_type(other)),
+                    None => Err(ParseError::expected_input()),
+                }
             }
         }
 
@@ -137,6 +90,9 @@ macro_rules! documented_text {
 pub const ID_PATTERN: &str = "^[0-9a-f]{24}$";
 
 documented_text! {
+    /// A JSON string and nothing else: poem-openapi's `String` also accepts numbers and
+    /// booleans, and a wrong-typed field must be a 400.
+    Text: |_| {};
     /// An id: 24 hexadecimal characters.
     Id: |s| s.pattern = Some(ID_PATTERN.into());
     /// A ticket's title: 1 to 200 characters once trimmed, no control characters.

@@ -50,6 +50,7 @@ pub async fn spawn_app_with(common: CommonSettings, order_ttl: Duration) -> Test
 }
 
 pub use lib_shared::testing::{TestUser as User, new_user};
+pub use test_support::assert_error;
 
 impl TestApp {
     pub fn url(&self, path: &str) -> String {
@@ -163,14 +164,6 @@ impl TestApp {
             .await
             .unwrap()
     }
-}
-
-pub async fn assert_error(resp: Response, status: StatusCode) -> Vec<Value> {
-    assert_eq!(resp.status(), status, "unexpected status");
-    let ct = resp.headers()["content-type"].to_str().unwrap().to_string();
-    assert!(ct.starts_with("application/json"), "{ct}");
-    let body: Value = resp.json().await.unwrap();
-    body["errors"].as_array().expect("errors array").clone()
 }
 
 pub fn id_of(v: &Value) -> String {

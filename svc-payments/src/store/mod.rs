@@ -13,7 +13,5 @@ use mongodb::Database;
 
 pub async fn ensure_indexes(db: &Database) -> Result<(), DependencyError> {
     attempts::ensure_indexes(db).await?;
-    lib_shared::http::idempotency::Idempotency::new(db.clone(), std::time::Duration::ZERO)
-        .ensure_indexes()
-        .await
+    lib_shared::http::idempotency::ensure_indexes(db).await
 }
