@@ -1,7 +1,10 @@
 # syntax=docker/dockerfile:1
-# Builds any Ticketing service: docker build --build-arg SERVICE=auth .
-# Dependencies are compiled in their own layer (cargo-chef), so a source change rebuilds
-# only the workspace crates.
+# Builds every Ticketing service in one builder stage; each service's image is a target:
+#   docker build --target auth -t ticketing-auth .
+# Dependencies are compiled in their own layer (cargo-chef) that changes only with
+# Cargo.lock, and the five services are compiled together once. An edit to one service
+# leaves the other binaries byte-identical, so their images keep their digests and
+# skaffold redeploys only the service that changed.
 
 ARG RUST_VERSION=1.95
 
@@ -14,18 +17,33 @@ COPY . .
 RUN cargo chef prepare --recipe-path recipe.json
 
 FROM chef AS builder
-ARG SERVICE
 COPY --from=planner /app/recipe.json recipe.json
-RUN test -n "${SERVICE}" \
- && cargo chef cook --release --locked --recipe-path recipe.json --package "svc-${SERVICE}"
+RUN cargo chef cook --release --locked --recipe-path recipe.json \
+    -p svc-auth -p svc-tickets -p svc-orders -p svc-payments -p svc-expiration
 COPY . .
-RUN cargo build --release --locked --package "svc-${SERVICE}" \
- && cp "target/release/svc-${SERVICE}" /app/service
+RUN cargo build --release --locked \
+    -p svc-auth -p svc-tickets -p svc-orders -p svc-payments -p svc-expiration \
+ && mkdir -p /app/bin \
+ && for s in auth tickets orders payments expiration; do cp "target/release/svc-$s" /app/bin/; done
 
 # Distroless: glibc, CA certificates and tzdata only; no shell, no package manager.
 FROM gcr.io/distroless/cc-debian12:nonroot AS runtime
-COPY --from=builder /app/service /usr/local/bin/service
 USER 65532:65532
 ENV PORT=3000 LOG_FORMAT=json
 EXPOSE 3000
 ENTRYPOINT ["/usr/local/bin/service"]
+
+FROM runtime AS auth
+COPY --from=builder /app/bin/svc-auth /usr/local/bin/service
+
+FROM runtime AS tickets
+COPY --from=builder /app/bin/svc-tickets /usr/local/bin/service
+
+FROM runtime AS orders
+COPY --from=builder /app/bin/svc-orders /usr/local/bin/service
+
+FROM runtime AS payments
+COPY --from=builder /app/bin/svc-payments /usr/local/bin/service
+
+FROM runtime AS expiration
+COPY --from=builder /app/bin/svc-expiration /usr/local/bin/service

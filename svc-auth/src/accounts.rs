@@ -3,7 +3,7 @@
 
 use chrono::Utc;
 use lib_shared::{
-    http::auth::{AuthVerifier, SESSION_COOKIE, VerifyError, revoked_key},
+    http::auth::{AuthVerifier, LEEWAY_SECONDS, SESSION_COOKIE, VerifyError, revoked_key},
     http::error::DependencyError,
     runtime::{infra::Redis, startup::Infra},
 };
@@ -13,7 +13,7 @@ use redis::AsyncCommands;
 use crate::{
     credentials,
     domain::{Email, Password},
-    rate_limit::SigninGuard,
+    rate_limit::{SigninGuard, SignupGuard},
     settings::SigninLimits,
     store::{self, InsertError, UserRecord},
     tokens::{Issued, TokenIssuer},
@@ -99,7 +99,8 @@ impl Accounts {
             Err(VerifyError::Invalid | VerifyError::Revoked) => return Ok(()),
             Err(VerifyError::Dependency(e)) => return Err(e),
         };
-        let ttl = (claims.exp - Utc::now().timestamp()).max(1) as u64;
+        // Verifiers accept a token for LEEWAY_SECONDS past `exp`; so must the revocation last.
+        let ttl = (claims.exp + LEEWAY_SECONDS - Utc::now().timestamp()).max(1) as u64;
         let mut conn = self.redis.clone();
         let () = conn
             .set_ex(revoked_key(&self.prefix, &claims.jti), 1, ttl)
@@ -110,6 +111,14 @@ impl Accounts {
 
     pub fn signin_guard(&self) -> SigninGuard<'_> {
         SigninGuard {
+            redis: &self.redis,
+            prefix: &self.prefix,
+            limits: &self.limits,
+        }
+    }
+
+    pub fn signup_guard(&self) -> SignupGuard<'_> {
+        SignupGuard {
             redis: &self.redis,
             prefix: &self.prefix,
             limits: &self.limits,

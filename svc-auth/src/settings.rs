@@ -14,20 +14,29 @@ pub struct Settings {
     pub limits: SigninLimits,
 }
 
-/// Failed sign-ins allowed per window before answering 429.
+/// Sign-in and sign-up throttling (see `rate_limit`).
 #[derive(Clone, Debug)]
 pub struct SigninLimits {
+    /// Failed sign-ins per account before each further one waits longer.
     pub per_email: u32,
+    /// Failed sign-ins per client address before it waits (for accounts with failures).
     pub per_client: u32,
+    /// How long failures are remembered after the last one; also the longest wait.
     pub window: Duration,
+    /// The first wait once a budget is spent; each further failure doubles it.
+    pub first_wait: Duration,
+    /// Sign-ups per client address per window.
+    pub signups_per_client: u32,
 }
 
 impl Default for SigninLimits {
     fn default() -> Self {
         Self {
             per_email: 5,
-            per_client: 20,
+            per_client: 100,
             window: Duration::from_secs(15 * 60),
+            first_wait: Duration::from_secs(1),
+            signups_per_client: 50,
         }
     }
 }

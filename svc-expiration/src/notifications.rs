@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use futures::StreamExt;
-use lib_shared::domain::locks::lock_key;
+use lib_shared::domain::locks::ticket_of_lock_key;
 use tokio_util::sync::CancellationToken;
 
 use crate::{metrics::ExpiryMetrics, queue::DelayQueue};
@@ -48,13 +48,12 @@ impl LapsedLocks {
             .subscribe(format!("__keyevent@{db}__:expired"))
             .await?;
         tracing::info!(db, "listening for lapsed ticket locks");
-        let lock_prefix = lock_key(&self.prefix, "");
         let mut messages = pubsub.on_message();
         while let Some(msg) = messages.next().await {
             let Ok(key) = msg.get_payload::<String>() else {
                 continue;
             };
-            let Some(ticket) = key.strip_prefix(&lock_prefix) else {
+            let Some(ticket) = ticket_of_lock_key(&self.prefix, &key) else {
                 continue;
             };
             match self.queue.fire_for_ticket(ticket).await {

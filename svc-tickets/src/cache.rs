@@ -15,6 +15,8 @@ use crate::store::{RecordPage, TicketRecord};
 
 const TICKET_TTL_SECONDS: u64 = 3600;
 const LIST_TTL_SECONDS: u64 = 30;
+/// Pages larger than this are served but not cached.
+const MAX_PAGE_BYTES: usize = 64 * 1024;
 
 /// KEYS: ticket key, list generation. ARGV: version, json, ttl, bump (1 for a change).
 /// Stores the ticket unless the cache already holds a newer version.
@@ -153,6 +155,9 @@ impl TicketCache {
         let Ok(json) = serde_json::to_string(page) else {
             return;
         };
+        if json.len() > MAX_PAGE_BYTES {
+            return;
+        }
         let mut conn = self.redis.clone();
         let _: redis::RedisResult<i64> = PUT_LIST
             .key(self.generation_key())

@@ -11,7 +11,7 @@ use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 
 pub use cache::{VERIFIED_TOKENS, VerifiedTokens};
-pub use extractor::{Authenticated, BearerScheme, CookieScheme, MaybeAuthenticated};
+pub use extractor::{Authenticated, BearerScheme, CookieScheme, MaybeAuthenticated, SignedIn};
 
 use crate::{
     http::error::{DependencyError, ErrorBody},
@@ -23,6 +23,8 @@ pub const ALGORITHM: Algorithm = Algorithm::EdDSA;
 pub const ISSUER: &str = "ticketing-auth";
 pub const AUDIENCE: &str = "ticketing";
 pub const SESSION_COOKIE: &str = "session";
+/// Clock skew allowed on `exp` and `iat`; a revocation outlives `exp` by as much.
+pub const LEEWAY_SECONDS: i64 = 5;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Claims {
@@ -88,7 +90,7 @@ impl AuthVerifier {
         validation.set_issuer(&[ISSUER]);
         validation.set_audience(&[AUDIENCE]);
         validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
-        validation.leeway = 5;
+        validation.leeway = LEEWAY_SECONDS as u64;
         Ok(Self {
             key,
             validation,
@@ -105,25 +107,68 @@ impl AuthVerifier {
             .map_err(|_| VerifyError::Invalid)
     }
 
-    pub async fn verify(&self, token: &str) -> Result<CurrentUser, VerifyError> {
+    /// Signature and claims, remembered for repeated tokens; revocation not checked.
+    fn signed(&self, token: &str) -> Result<CurrentUser, VerifyError> {
         let now = chrono::Utc::now().timestamp();
-        let user = match self.verified.get(token, now) {
-            Some(user) => user,
-            None => {
-                let user = CurrentUser::from(self.decode(token)?);
-                self.verified.insert(token, &user, now);
-                user
-            }
-        };
+        if let Some(user) = self.verified.get(token, now) {
+            return Ok(user);
+        }
+        let user = CurrentUser::from(self.decode(token)?);
+        self.verified.insert(token, &user, now);
+        Ok(user)
+    }
+
+    pub async fn verify(&self, token: &str) -> Result<CurrentUser, VerifyError> {
+        self.pending(token)?.check().await
+    }
+
+    /// A signed user whose revocation check is still to come, for handlers that fold it
+    /// into a Redis round trip of their own.
+    pub fn pending(&self, token: &str) -> Result<PendingUser, VerifyError> {
+        let user = self.signed(token)?;
+        Ok(PendingUser {
+            revocation_key: revoked_key(&self.prefix, &user.token_id),
+            user,
+            redis: self.redis.clone(),
+        })
+    }
+}
+
+/// A token whose signature and claims hold but which may still be revoked. Its user is
+/// reached only through a revocation check: `check` (a round trip of its own) or
+/// `confirm` with the answer to `EXISTS revocation_key()` sent along with other commands.
+pub struct PendingUser {
+    user: CurrentUser,
+    revocation_key: String,
+    redis: Redis,
+}
+
+impl PendingUser {
+    /// The key whose existence means the token was revoked.
+    pub fn revocation_key(&self) -> &str {
+        &self.revocation_key
+    }
+
+    /// The user, given whether `revocation_key()` exists.
+    pub fn confirm(self, revoked: bool) -> Result<CurrentUser, VerifyError> {
+        if revoked {
+            Err(VerifyError::Revoked)
+        } else {
+            Ok(self.user)
+        }
+    }
+
+    /// The user, after a round trip of its own to check revocation.
+    pub async fn check(&self) -> Result<CurrentUser, VerifyError> {
         let mut conn = self.redis.clone();
         let revoked: bool = conn
-            .exists(revoked_key(&self.prefix, &user.token_id))
+            .exists(&self.revocation_key)
             .await
             .map_err(DependencyError::from)?;
         if revoked {
             return Err(VerifyError::Revoked);
         }
-        Ok(user)
+        Ok(self.user.clone())
     }
 }
 

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod body;
 pub mod body_limit;
+pub mod client_address;
 pub mod error;
 pub mod idempotency;
 pub mod in_flight;

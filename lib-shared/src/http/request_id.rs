@@ -1,21 +1,32 @@
 //! `X-Request-Id`: taken from the caller (an ingress sets it) or made here, echoed on the
-//! response, and carried by every log line of the request as the `request_id` field.
+//! response, and carried by every log line of the request as the `request_id` field,
+//! beside `client`, the caller's address as `TRUSTED_PROXIES` lets us believe it (also
+//! given to handlers as the request's `ClientAddress`).
+
+use std::net::IpAddr;
 
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response, http::HeaderValue};
+
+use super::client_address::TrustedProxies;
 use tracing::Instrument;
 
 pub const HEADER: &str = "x-request-id";
 
-pub struct RequestId;
+#[derive(Default)]
+pub struct RequestId(pub TrustedProxies);
+
+/// The caller's address: the peer, or the client behind our trusted proxies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddress(pub IpAddr);
 
 impl<E: Endpoint> Middleware<E> for RequestId {
     type Output = RequestIdEndpoint<E>;
     fn transform(&self, ep: E) -> Self::Output {
-        RequestIdEndpoint(ep)
+        RequestIdEndpoint(ep, self.0.clone())
     }
 }
 
-pub struct RequestIdEndpoint<E>(E);
+pub struct RequestIdEndpoint<E>(E, TrustedProxies);
 
 /// A caller's id is kept if it is short visible ASCII; anything else is replaced, so a
 /// log line can never be forged through it.
@@ -26,7 +37,9 @@ fn usable(id: &str) -> bool {
 impl<E: Endpoint> Endpoint for RequestIdEndpoint<E> {
     type Output = Response;
 
-    async fn call(&self, req: Request) -> poem::Result<Self::Output> {
+    async fn call(&self, mut req: Request) -> poem::Result<Self::Output> {
+        let client = self.1.client_of(&req);
+        req.set_data(ClientAddress(client));
         let id = req
             .headers()
             .get(HEADER)
@@ -34,7 +47,7 @@ impl<E: Endpoint> Endpoint for RequestIdEndpoint<E> {
             .filter(|v| usable(v))
             .map(String::from)
             .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
-        let span = tracing::info_span!("request", request_id = %id);
+        let span = tracing::info_span!("request", request_id = %id, %client);
         let mut resp = match self.0.call(req).instrument(span).await {
             Ok(r) => r.into_response(),
             Err(e) => e.into_response(),
@@ -54,7 +67,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_callers_id_is_echoed_and_a_missing_or_unusable_one_is_made() {
-        let client = TestClient::new(make_sync(|_| "ok").with(RequestId));
+        let client = TestClient::new(make_sync(|_| "ok").with(RequestId::default()));
         let resp = client.get("/").header(HEADER, "edge-42").send().await;
         resp.assert_status_is_ok();
         resp.assert_header(HEADER, "edge-42");

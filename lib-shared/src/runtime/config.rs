@@ -2,6 +2,8 @@
 
 use std::{fmt, str::FromStr, time::Duration};
 
+use crate::http::client_address::TrustedProxies;
+
 /// A missing or malformed setting; its `Display` is the one line printed at start-up.
 #[derive(Debug, thiserror::Error)]
 #[error("configuration error: {name} {problem}")]
@@ -126,6 +128,8 @@ pub struct CommonSettings {
     pub event_claim_idle: Duration,
     /// How often the outbox relay looks for events that were not published at once.
     pub outbox_relay_every: Duration,
+    /// `TRUSTED_PROXIES`: the proxies (CIDRs) whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl CommonSettings {
@@ -152,6 +156,12 @@ impl CommonSettings {
                 .unwrap_or_else(|| format!("{service}-{}", uuid::Uuid::new_v4().simple())),
             event_claim_idle: Duration::from_secs(30),
             outbox_relay_every: Duration::from_secs(1),
+            trusted_proxies: match src.get("TRUSTED_PROXIES") {
+                None => TrustedProxies::default(),
+                Some(raw) => TrustedProxies::parse(&raw).map_err(|e| {
+                    ConfigError::new("TRUSTED_PROXIES", format!("is malformed: {e}"))
+                })?,
+            },
         })
     }
 }

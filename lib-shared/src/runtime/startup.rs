@@ -111,7 +111,7 @@ where
         .with(Tracing)
         .data(infra.verifier.clone())
         .with(InFlight::new(MAX_IN_FLIGHT))
-        .with(RequestId)
+        .with(RequestId(settings.trusted_proxies.clone()))
         .boxed()
 }
 

@@ -8,6 +8,7 @@ use lib_shared::{
     http::auth::{MaybeAuthenticated, presented_token},
     http::body::JsonBody,
     http::error::ErrorBody,
+    http::request_id::ClientAddress,
     http::types::{EmailText, PasswordText},
 };
 use poem::Request;
@@ -92,6 +93,9 @@ pub enum SignupError {
     /// The email is already registered.
     #[oai(status = 409)]
     Conflict(Json<ErrorBody>),
+    /// Too many sign-ups from this client address; retry after the given seconds.
+    #[oai(status = 429)]
+    TooManyRequests(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),
     /// The body is larger than 64 KiB.
     #[oai(status = 413)]
     PayloadTooLarge(Json<ErrorBody>),
@@ -126,7 +130,8 @@ pub enum SigninError {
     /// Unknown email or wrong password; the two are indistinguishable.
     #[oai(status = 401)]
     Unauthorized(Json<ErrorBody>),
-    /// Too many failed attempts for this email or client; retry after the given seconds.
+    /// Too many failed attempts for this account (or, for an account with failures, from
+    /// this client address); retry after the given seconds.
     #[oai(status = 429)]
     TooManyRequests(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),
     /// The body is larger than 64 KiB.
@@ -180,10 +185,21 @@ pub struct UsersApi {
 impl UsersApi {
     /// Create an account and sign in.
     #[oai(path = "/signup", method = "post", operation_id = "signup")]
-    async fn signup(&self, body: JsonBody<Credentials>) -> Result<SignupResponse, SignupError> {
+    async fn signup(
+        &self,
+        req: &Request,
+        body: JsonBody<Credentials>,
+    ) -> Result<SignupResponse, SignupError> {
         let JsonBody(Credentials { email, password }) = body;
         let email = Email::parse(&email.0).map_err(|m| bad_field("email", m))?;
         let password = Password::parse(password.0).map_err(|m| bad_field("password", m))?;
+        let guard = self.state.signup_guard();
+        if let Admission::RetryAfter(wait) = guard.admit(client_address(req)).await? {
+            return Err(SignupError::TooManyRequests(
+                ErrorBody::new("Too many sign-ups from this address, try again later"),
+                retry_after(wait),
+            ));
+        }
         let user = self.state.register(email, password).await?;
         let issued = self.state.issue(&user).map_err(unexpected)?;
         let cookie = self.state.session_cookie(&issued);
@@ -206,7 +222,7 @@ impl UsersApi {
         if let Admission::RetryAfter(wait) = guard.admit(&email, client).await? {
             return Err(SigninError::TooManyRequests(
                 ErrorBody::new("Too many failed sign-in attempts, try again later"),
-                wait.as_secs().max(1),
+                retry_after(wait),
             ));
         }
         let user = self.state.check_password(&email, password.0).await?;
@@ -278,11 +294,15 @@ fn session(user: UserRecord, issued: Issued) -> Session {
     }
 }
 
+/// The caller's address as `TRUSTED_PROXIES` lets us believe it.
 fn client_address(req: &Request) -> IpAddr {
-    req.remote_addr()
-        .as_socket_addr()
-        .map(|a| a.ip())
-        .unwrap_or(IpAddr::from([0, 0, 0, 0]))
+    req.data::<ClientAddress>()
+        .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0)
+}
+
+/// Whole seconds, rounded up: a client that waits that long is let in.
+fn retry_after(wait: std::time::Duration) -> u64 {
+    wait.as_millis().div_ceil(1000).max(1) as u64
 }
 
 impl From<InsertError> for SignupError {

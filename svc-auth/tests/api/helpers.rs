@@ -21,12 +21,24 @@ pub async fn spawn_app() -> TestApp {
 
 /// Runs the real application on a free port with its own database and Redis prefix.
 pub async fn spawn_app_on(redis_url: Option<String>) -> TestApp {
+    spawn_app_with(redis_url, SigninLimits::default(), "").await
+}
+
+/// As `spawn_app`, with these limits and `TRUSTED_PROXIES`.
+pub async fn spawn_app_with(
+    redis_url: Option<String>,
+    limits: SigninLimits,
+    trusted_proxies: &str,
+) -> TestApp {
+    let mut common = testing::settings("auth", redis_url);
+    common.trusted_proxies =
+        lib_shared::http::client_address::TrustedProxies::parse(trusted_proxies).unwrap();
     let settings = Settings {
-        common: testing::settings("auth", redis_url),
+        common,
         jwt_private_key: lib_shared::runtime::config::Secret(testing::TEST_PRIVATE_KEY.into()),
         token_ttl: Duration::from_secs(3600),
         cookie_secure: false,
-        limits: SigninLimits::default(),
+        limits,
     };
     let app = Application::build(settings.clone())
         .await
@@ -80,6 +92,23 @@ impl TestApp {
     pub async fn signin(&self, email: &str, password: &str) -> Response {
         self.post_json("/signin", &json!({ "email": email, "password": password }))
             .await
+    }
+
+    /// A request as a proxy sends it: the client's address in `X-Forwarded-For`.
+    pub async fn post_from(
+        &self,
+        client: &str,
+        path: &str,
+        email: &str,
+        password: &str,
+    ) -> Response {
+        self.client
+            .post(self.url(path))
+            .header("x-forwarded-for", client)
+            .json(&json!({ "email": email, "password": password }))
+            .send()
+            .await
+            .expect("request sent")
     }
 
     /// Signs up a new user and returns their token.

@@ -82,3 +82,42 @@ async fn other_sessions_of_the_user_survive_a_signout() {
         email
     );
 }
+
+#[tokio::test]
+async fn a_revocation_lasts_as_long_as_verifiers_accept_the_token() {
+    let app = spawn_app().await;
+    let (_, token) = app.new_user().await;
+    let resp = app
+        .client
+        .post(app.url("/signout"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+
+    let common = &app.settings.common;
+    let redis = lib_shared::runtime::infra::redis(common).unwrap();
+    let verifier = lib_shared::http::auth::AuthVerifier::new(
+        lib_shared::testing::TEST_PUBLIC_KEY,
+        redis.clone(),
+        common.redis_prefix.clone(),
+    )
+    .unwrap();
+    let claims = verifier.decode(&token).unwrap();
+    let mut conn = redis.clone();
+    let ttl_ms: i64 = redis::cmd("PTTL")
+        .arg(lib_shared::http::auth::revoked_key(
+            &common.redis_prefix,
+            &claims.jti,
+        ))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let until_exp_ms = (claims.exp - chrono::Utc::now().timestamp()) * 1000;
+    let leeway_ms = lib_shared::http::auth::LEEWAY_SECONDS * 1000;
+    assert!(
+        ttl_ms > until_exp_ms + leeway_ms - 2000,
+        "revoked for {ttl_ms} ms; the token is accepted for {until_exp_ms} ms + {leeway_ms} ms"
+    );
+}

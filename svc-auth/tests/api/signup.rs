@@ -241,3 +241,43 @@ async fn missing_or_wrong_typed_fields_are_named_in_the_error() {
         assert_eq!(errors[0]["field"], field, "case: {case}");
     }
 }
+
+#[tokio::test]
+async fn sign_ups_from_one_address_are_limited_per_window() {
+    let limits = svc_auth::settings::SigninLimits {
+        signups_per_client: 2,
+        ..Default::default()
+    };
+    let app = crate::helpers::spawn_app_with(None, limits, "127.0.0.1/32").await;
+    for _ in 0..2 {
+        let resp = app
+            .post_from("203.0.113.5", "/signup", &unique_email(), PASSWORD)
+            .await;
+        assert_eq!(resp.status(), StatusCode::CREATED);
+    }
+    let email = unique_email();
+    let resp = app
+        .post_from("203.0.113.5", "/signup", &email, PASSWORD)
+        .await;
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry > 0 && retry <= 15 * 60, "{retry}");
+    assert_error(resp, StatusCode::TOO_MANY_REQUESTS).await;
+    assert_eq!(
+        app.signin(&email, PASSWORD).await.status(),
+        StatusCode::UNAUTHORIZED,
+        "nothing was stored"
+    );
+    let resp = app
+        .post_from("198.51.100.7", "/signup", &email, PASSWORD)
+        .await;
+    assert_eq!(
+        resp.status(),
+        StatusCode::CREATED,
+        "another client is not limited"
+    );
+}

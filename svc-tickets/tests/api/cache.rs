@@ -78,3 +78,38 @@ async fn an_unknown_ticket_is_not_cached_as_anything() {
     assert_eq!(app.get(&missing).await.status(), 404);
     assert_eq!(app.get(&missing).await.status(), 404);
 }
+
+#[tokio::test]
+async fn only_first_pages_of_the_whole_listing_are_cached() {
+    let app = spawn_app().await;
+    let seller = new_user();
+    let first = id_of(&app.listed(&seller, "Gig", 10.0).await);
+    let second = id_of(&app.listed(&seller, "Gig", 10.0).await);
+    let pages = [
+        "?limit=1".to_string(),
+        format!("?limit=1&cursor={second}"),
+        format!("?userId={}", seller.id),
+        "?q=Gig".to_string(),
+    ];
+    for query in &pages {
+        assert_eq!(app.list(query).await.status(), 200);
+    }
+    let mut conn = app.redis.clone();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}cache:tickets:list:*", app.settings.redis_prefix))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert!(keys[0].ends_with(":available|1"), "{keys:?}");
+
+    // A cursor page reads MongoDB every time.
+    retitle_in_mongodb(&app, &first, "Fresh").await;
+    let page: serde_json::Value = app
+        .list(&format!("?limit=1&cursor={second}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["items"][0]["title"], "Fresh");
+}

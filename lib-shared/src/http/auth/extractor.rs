@@ -8,7 +8,9 @@ use poem_openapi::{
     registry::Registry,
 };
 
-use super::{CurrentUser, VerifyError, dependency_error, presented_token, reject, verifier};
+use super::{
+    CurrentUser, PendingUser, VerifyError, dependency_error, presented_token, reject, verifier,
+};
 
 /// A JWT in the `Authorization: Bearer` header.
 #[derive(SecurityScheme)]
@@ -62,6 +64,37 @@ impl<'a> ApiExtractor<'a> for Authenticated {
             Err(VerifyError::Invalid | VerifyError::Revoked) => Err(unauthorized()),
             Err(VerifyError::Dependency(e)) => Err(dependency_error(e)),
         }
+    }
+}
+
+/// A signed token whose revocation check the handler sends along with its own Redis
+/// commands (one round trip for both); 401 for a missing or invalid token.
+pub struct SignedIn(pub PendingUser);
+
+impl<'a> ApiExtractor<'a> for SignedIn {
+    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::SecurityScheme];
+    type ParamType = ();
+    type ParamRawType = ();
+
+    fn register(registry: &mut Registry) {
+        register_schemes(registry);
+    }
+
+    fn security_schemes() -> Vec<&'static str> {
+        scheme_names()
+    }
+
+    async fn from_request(
+        req: &'a Request,
+        _body: &mut RequestBody,
+        _opts: ExtractParamOptions<()>,
+    ) -> poem::Result<Self> {
+        let unauthorized = || reject(StatusCode::UNAUTHORIZED, "Not signed in");
+        let token = presented_token(req).ok_or_else(unauthorized)?;
+        verifier(req)?
+            .pending(&token)
+            .map(Self)
+            .map_err(|_| unauthorized())
     }
 }
 
