@@ -23,9 +23,18 @@ pub struct Options {
     /// Signed-in buyers in the flash sale.
     #[arg(long, default_value_t = 2000)]
     pub buyers: usize,
+    /// Flash-sale buyers trying at the same moment (default: all of them).
+    #[arg(long)]
+    pub at_once: Option<usize>,
     /// Tickets each buyer tries before giving up.
     #[arg(long, default_value_t = 5, value_parser = at_least_one)]
     pub attempts: usize,
+    /// Waiting-list sale: rounds in which holders abandon their orders.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// Waiting-list sale: percent of holders who cancel in each round.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(0..=100))]
+    pub abandon_percent: u64,
     /// Orders left to expire.
     #[arg(long, default_value_t = 1000)]
     pub orders: usize,
@@ -76,6 +85,10 @@ pub struct ChaosArgs {
 enum Scenario {
     /// `--tickets` listed, `--buyers` signed-in buyers order at once.
     FlashSale(Options),
+    /// The flash sale with a waiting list: losers join the line for their ticket,
+    /// `--abandon-percent` of holders cancel for `--rounds` rounds; hand-over latency
+    /// (cancel to the next order) and fairness (hand-overs in join order).
+    WaitlistSale(Options),
     /// List and detail reads.
     Browse(Options),
     /// Orders left to lapse: expiresAt to cancelled and to ticket available.
@@ -88,8 +101,35 @@ enum Scenario {
     Baseline(Options),
     /// Every load scenario above, in turn.
     All(Options),
+    /// Steady mixed load for a long time: writes/s and memory sampled over the run.
+    Soak(SoakArgs),
     /// The services under random faults, then every invariant checked over all data.
     Chaos(ChaosArgs),
+}
+
+/// Options of the soak.
+#[derive(Debug, Clone, Args)]
+pub struct SoakArgs {
+    /// Seconds of load.
+    #[arg(long, default_value_t = 600)]
+    pub duration: u64,
+    /// Concurrent buyer-and-seller loops.
+    #[arg(long, default_value_t = 32)]
+    pub workers: usize,
+    /// Seconds between samples.
+    #[arg(long, default_value_t = 30)]
+    pub sample_every: u64,
+    /// Percent of orders paid (the rest: a third cancelled, two thirds left to expire).
+    /// Kept low by default: localstripe, a single Python process, is the first thing a
+    /// paying load saturates, and it slows as it accumulates objects.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=100))]
+    pub pay_percent: u64,
+    /// Seed of the loops' choices (pay, cancel, let expire); printed.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Where the figures and the time series are written, as JSON.
+    #[arg(long, default_value = "soak-results.json")]
+    pub out: String,
 }
 
 /// Load scenarios against a running system (`./dev up`), and the chaos run.
@@ -106,6 +146,9 @@ pub struct Outcome {
     pub figures: Vec<Figure>,
     pub failures: Vec<String>,
     pub notes: Vec<String>,
+    /// A time series, for scenarios that sample one (the soak).
+    #[serde(skip_serializing_if = "serde_json::Value::is_null")]
+    pub samples: serde_json::Value,
 }
 
 #[derive(Serialize)]
@@ -122,7 +165,9 @@ struct Report {
 async fn main() -> anyhow::Result<()> {
     let (scenario, options) = match Cli::parse().scenario {
         Scenario::Chaos(args) => return chaos(args).await,
+        Scenario::Soak(args) => return soak(args).await,
         Scenario::FlashSale(o) => ("flash-sale", o),
+        Scenario::WaitlistSale(o) => ("waitlist-sale", o),
         Scenario::Browse(o) => ("browse", o),
         Scenario::Expiry(o) => ("expiry", o),
         Scenario::Journey(o) => ("journey", o),
@@ -137,13 +182,21 @@ async fn main() -> anyhow::Result<()> {
     let sampler = memory::Sampler::start();
 
     let names: Vec<&str> = match scenario.as_str() {
-        "all" => vec!["baseline", "browse", "flash-sale", "journey", "expiry"],
+        "all" => vec![
+            "baseline",
+            "browse",
+            "flash-sale",
+            "waitlist-sale",
+            "journey",
+            "expiry",
+        ],
         one => vec![one],
     };
     let mut results = BTreeMap::new();
     for name in names {
         let outcome = match name {
             "flash-sale" => scenarios::flash_sale(&target, &options).await?,
+            "waitlist-sale" => scenarios::waitlist_sale(&target, &options).await?,
             "browse" => scenarios::browse(&target, &options).await?,
             "expiry" => scenarios::expiry(&target, &options).await?,
             "journey" => scenarios::journey(&target, &options).await?,
@@ -165,6 +218,8 @@ async fn main() -> anyhow::Result<()> {
             ("tickets", options.tickets),
             ("buyers", options.buyers),
             ("attempts", options.attempts),
+            ("rounds", options.rounds),
+            ("abandon_percent", options.abandon_percent as usize),
             ("orders", options.orders),
             ("requests", options.requests),
             ("concurrency", options.concurrency),
@@ -226,6 +281,32 @@ async fn chaos(args: ChaosArgs) -> anyhow::Result<()> {
     std::fs::write(&args.out, serde_json::to_string_pretty(&report)?)?;
     println!("\nreport written to {}", args.out);
     if report.violations() > 0 {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+async fn soak(args: SoakArgs) -> anyhow::Result<()> {
+    let seed = args
+        .seed
+        .unwrap_or_else(|| chrono::Utc::now().timestamp_micros() as u64);
+    let settings = scenarios::Soak {
+        duration: std::time::Duration::from_secs(args.duration),
+        workers: args.workers,
+        sample_every: std::time::Duration::from_secs(args.sample_every.max(1)),
+        pay_percent: args.pay_percent,
+        seed,
+    };
+    let sampler = memory::Sampler::start();
+    let outcome = scenarios::soak(Target::from_env()?, &settings).await?;
+    print_table("soak", &outcome);
+    let memory = sampler.finish();
+    memory::print(&memory);
+    let failed = !outcome.failures.is_empty();
+    let report = serde_json::json!({ "scenario": "soak", "seed": seed, "outcome": outcome, "memory": memory });
+    std::fs::write(&args.out, serde_json::to_string_pretty(&report)?)?;
+    println!("\nfigures written to {}", args.out);
+    if failed {
         std::process::exit(1);
     }
     Ok(())

@@ -1,5 +1,6 @@
 //! Resident memory of each service process, read from /proc: at the start (idle) and
-//! the highest seen while the scenarios ran.
+//! the highest seen while the scenarios ran, as RSS and as its heap part (`RssAnon`; the
+//! rest is mostly the binary's own code mapped from disk).
 
 use std::{
     collections::BTreeMap,
@@ -23,17 +24,36 @@ pub struct ServiceMemory {
     pub pid: u32,
     pub idle_rss_mb: f64,
     pub peak_rss_mb: f64,
+    pub idle_anon_mb: f64,
+    pub peak_anon_mb: f64,
 }
 
-/// Per service: pid, idle MB, peak MB.
-type Readings = BTreeMap<String, (u32, f64, f64)>;
+/// One reading of a process: RSS and RssAnon, MB.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Rss {
+    pub rss_mb: f64,
+    pub anon_mb: f64,
+}
+
+impl Rss {
+    fn max(self, other: Rss) -> Rss {
+        Rss {
+            rss_mb: self.rss_mb.max(other.rss_mb),
+            anon_mb: self.anon_mb.max(other.anon_mb),
+        }
+    }
+}
+
+/// Per service: pid, idle, peak.
+type Readings = BTreeMap<String, (u32, Rss, Rss)>;
 
 pub struct Sampler {
     peaks: Arc<Mutex<Readings>>,
     stop: tokio::sync::watch::Sender<bool>,
 }
 
-fn pids() -> Vec<(String, u32)> {
+/// The service processes on this machine, by name.
+pub fn pids() -> Vec<(String, u32)> {
     let mut found = Vec::new();
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return found;
@@ -51,19 +71,26 @@ fn pids() -> Vec<(String, u32)> {
     found
 }
 
-fn rss_mb(pid: u32) -> Option<f64> {
+/// RSS and RssAnon of `pid`, MB to one decimal.
+pub fn rss(pid: u32) -> Option<Rss> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some((kb / 1024.0 * 10.0).round() / 10.0)
+    let mb = |field: &str| -> Option<f64> {
+        let line = status.lines().find(|l| l.starts_with(field))?;
+        let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some((kb / 1024.0 * 10.0).round() / 10.0)
+    };
+    Some(Rss {
+        rss_mb: mb("VmRSS:")?,
+        anon_mb: mb("RssAnon:")?,
+    })
 }
 
 impl Sampler {
     pub fn start() -> Self {
         let mut initial = BTreeMap::new();
         for (name, pid) in pids() {
-            if let Some(rss) = rss_mb(pid) {
-                initial.insert(name, (pid, rss, rss));
+            if let Some(now) = rss(pid) {
+                initial.insert(name, (pid, now, now));
             }
         }
         let peaks = Arc::new(Mutex::new(initial));
@@ -77,8 +104,8 @@ impl Sampler {
                 }
                 let mut p = shared.lock().expect("sampler lock");
                 for (_, (pid, _, peak)) in p.iter_mut() {
-                    if let Some(rss) = rss_mb(*pid) {
-                        *peak = peak.max(rss);
+                    if let Some(now) = rss(*pid) {
+                        *peak = peak.max(now);
                     }
                 }
             }
@@ -93,23 +120,25 @@ impl Sampler {
             .map(|(service, (pid, idle, peak))| ServiceMemory {
                 service: service.clone(),
                 pid: *pid,
-                idle_rss_mb: *idle,
-                peak_rss_mb: *peak,
+                idle_rss_mb: idle.rss_mb,
+                peak_rss_mb: peak.rss_mb,
+                idle_anon_mb: idle.anon_mb,
+                peak_anon_mb: peak.anon_mb,
             })
             .collect()
     }
 }
 
 pub fn print(memory: &[ServiceMemory]) {
-    println!("\n== memory (RSS from /proc)");
+    println!("\n== memory (from /proc: RSS, and RssAnon = heap)");
     println!(
-        "{:<16} {:>10} {:>12} {:>12}",
-        "service", "pid", "idle MB", "peak MB"
+        "{:<16} {:>8} {:>10} {:>10} {:>11} {:>11}",
+        "service", "pid", "idle RSS", "peak RSS", "idle anon", "peak anon"
     );
     for m in memory {
         println!(
-            "{:<16} {:>10} {:>12} {:>12}",
-            m.service, m.pid, m.idle_rss_mb, m.peak_rss_mb
+            "{:<16} {:>8} {:>10} {:>10} {:>11} {:>11}",
+            m.service, m.pid, m.idle_rss_mb, m.peak_rss_mb, m.idle_anon_mb, m.peak_anon_mb
         );
     }
     if memory.is_empty() {

@@ -3,11 +3,15 @@
 mod expiry;
 mod flash_sale;
 mod journey;
+mod soak;
+mod waitlist_sale;
 mod writes;
 
 pub use expiry::expiry;
 pub use flash_sale::flash_sale;
 pub use journey::journey;
+pub use soak::{Soak, soak};
+pub use waitlist_sale::waitlist_sale;
 pub use writes::writes;
 
 use std::{future::Future, time::Instant};
@@ -60,6 +64,23 @@ where
 async fn list_tickets(target: &Target, seller: &User, n: usize) -> anyhow::Result<Vec<String>> {
     let ids = run_all(n, 16, "listing", |_| target.list_ticket(seller, 25.0)).await;
     ids.into_iter().collect()
+}
+
+/// Lists `n` tickets and gives orders a moment to learn them from their events.
+async fn list_for_sale(target: &Target, seller: &User, n: usize) -> anyhow::Result<Vec<String>> {
+    let tickets = list_tickets(target, seller, n).await?;
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    Ok(tickets)
+}
+
+/// A timestamp field of an API body.
+fn timestamp(v: &serde_json::Value) -> Option<chrono::DateTime<chrono::Utc>> {
+    v.as_str()?.parse().ok()
+}
+
+/// How long an order holds its ticket, from its own timestamps.
+fn order_window(order: &serde_json::Value) -> Option<chrono::TimeDelta> {
+    Some(timestamp(&order["expiresAt"])? - timestamp(&order["createdAt"])?)
 }
 
 /// `SET key val NX PX` throughput with `clients` connections, from redis-benchmark.

@@ -63,6 +63,7 @@ pub fn settings(service: &'static str, redis_url: Option<String>) -> CommonSetti
         instance: unique_name(service),
         event_claim_idle: Duration::from_millis(300),
         outbox_relay_every: Duration::from_millis(100),
+        trusted_proxies: Default::default(),
     }
 }
 

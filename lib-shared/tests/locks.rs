@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use lib_shared::{
-    domain::locks::{Holder, Locks, Promotion, Release},
+    domain::locks::{Ending, Holder, Locks, Promotion, Release, Unmarked, ticket_of_lock_key},
     testing,
 };
 
@@ -169,4 +169,159 @@ async fn acquire_or_holder_takes_a_free_lock_or_names_the_holder() {
             .unwrap(),
         Some(Holder::Sold("order-a".into()))
     );
+}
+
+async fn wait_in_line(locks: &Locks, ticket: &str, buyer: &str) {
+    let settings = testing::settings("test", None);
+    let mut conn = lib_shared::runtime::infra::redis(&settings).unwrap();
+    let () = redis::AsyncCommands::zadd(&mut conn, locks.waitlist_key(ticket), buyer, 1)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn the_ticket_key_is_the_hash_tag_of_both_keys() {
+    let locks = locks();
+    let (lock, line) = (locks.lock_key("abc"), locks.waitlist_key("abc"));
+    assert!(lock.ends_with("lock:ticket:{abc}"), "{lock}");
+    assert!(line.ends_with("waitlist:ticket:{abc}"), "{line}");
+    let prefix = lock.strip_suffix("lock:ticket:{abc}").unwrap();
+    assert_eq!(ticket_of_lock_key(prefix, &lock), Some("abc"));
+    assert_eq!(ticket_of_lock_key(prefix, &line), None);
+}
+
+#[tokio::test]
+async fn a_reservation_ending_with_buyers_waiting_is_handed_over_not_freed() {
+    let locks = locks();
+    let ticket = testing::unique_name("ticket");
+    locks.acquire(&ticket, "order-a", MINUTE).await.unwrap();
+    wait_in_line(&locks, &ticket, "buyer-1").await;
+
+    let Ending::HandingOver(mark) = locks
+        .end(&ticket, "order-a", "order-b", MINUTE)
+        .await
+        .unwrap()
+    else {
+        panic!("not handed over")
+    };
+    assert_eq!(
+        (mark.next.as_str(), mark.ended.as_str()),
+        ("order-b", "order-a")
+    );
+    // Ending it again answers the hand-over under way; nobody else gets in.
+    assert_eq!(
+        locks
+            .end(&ticket, "order-a", "order-c", MINUTE)
+            .await
+            .unwrap(),
+        Ending::HandingOver(mark)
+    );
+    assert_eq!(
+        locks
+            .acquire_or_holder(&ticket, "order-x", MINUTE)
+            .await
+            .unwrap(),
+        Some(Holder::HandingOver {
+            next: Some("order-b".into())
+        })
+    );
+    assert!(
+        !locks
+            .transfer(&ticket, "order-x", "buyer-1", MINUTE)
+            .await
+            .unwrap()
+    );
+    assert!(
+        locks
+            .transfer(&ticket, "order-b", "buyer-1", MINUTE)
+            .await
+            .unwrap()
+    );
+    assert!(
+        locks
+            .transfer(&ticket, "order-b", "buyer-1", MINUTE)
+            .await
+            .unwrap(),
+        "repeatable"
+    );
+    assert_eq!(
+        locks.holder(&ticket).await.unwrap(),
+        Holder::Reserved("order-b".into())
+    );
+    // The line is empty now: the next ending frees the ticket.
+    assert_eq!(
+        locks
+            .end(&ticket, "order-b", "order-c", MINUTE)
+            .await
+            .unwrap(),
+        Ending::Released
+    );
+    assert_eq!(locks.holder(&ticket).await.unwrap(), Holder::Free);
+}
+
+#[tokio::test]
+async fn a_free_lock_with_buyers_waiting_is_not_free_to_others() {
+    let locks = locks();
+    let ticket = testing::unique_name("ticket");
+    wait_in_line(&locks, &ticket, "buyer-1").await;
+    assert_eq!(
+        locks
+            .acquire_or_holder(&ticket, "order-x", MINUTE)
+            .await
+            .unwrap(),
+        Some(Holder::HandingOver { next: None })
+    );
+    assert!(!locks.acquire(&ticket, "order-x", MINUTE).await.unwrap());
+    // A hand-over that finds nobody to hand to frees it, unless someone waits.
+    let Ending::HandingOver(mark) = locks.end(&ticket, "", "order-b", MINUTE).await.unwrap() else {
+        panic!("not handed over")
+    };
+    assert_eq!(
+        locks.unmark(&ticket, &mark.next).await.unwrap(),
+        Unmarked::Waiters
+    );
+    let settings = testing::settings("test", None);
+    let mut conn = lib_shared::runtime::infra::redis(&settings).unwrap();
+    let () = redis::AsyncCommands::del(&mut conn, locks.waitlist_key(&ticket))
+        .await
+        .unwrap();
+    assert_eq!(
+        locks.unmark(&ticket, "order-z").await.unwrap(),
+        Unmarked::NotThisHandOver
+    );
+    assert_eq!(
+        locks.unmark(&ticket, &mark.next).await.unwrap(),
+        Unmarked::Freed
+    );
+    assert!(locks.acquire(&ticket, "order-x", MINUTE).await.unwrap());
+}
+
+#[tokio::test]
+async fn a_sale_empties_the_line_and_the_next_order_of_a_hand_over_can_be_paid() {
+    let locks = locks();
+    let ticket = testing::unique_name("ticket");
+    locks.acquire(&ticket, "order-a", MINUTE).await.unwrap();
+    wait_in_line(&locks, &ticket, "buyer-1").await;
+    locks
+        .end(&ticket, "order-a", "order-b", MINUTE)
+        .await
+        .unwrap();
+    assert_eq!(
+        locks.promote(&ticket, "order-a").await.unwrap(),
+        Promotion::Lost
+    );
+    assert_eq!(
+        locks.promote(&ticket, "order-b").await.unwrap(),
+        Promotion::Sold
+    );
+    assert_eq!(
+        locks.holder(&ticket).await.unwrap(),
+        Holder::Sold("order-b".into())
+    );
+    let settings = testing::settings("test", None);
+    let mut conn = lib_shared::runtime::infra::redis(&settings).unwrap();
+    let waiting: bool = redis::AsyncCommands::exists(&mut conn, locks.waitlist_key(&ticket))
+        .await
+        .unwrap();
+    assert!(!waiting);
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use lib_shared::{
-    domain::{ids::parse_id, states::TicketStatus},
+    domain::ids::parse_id,
     messaging::bus::Handler,
     messaging::events::{
         EXPIRATION_COMPLETE, Envelope, ExpirationComplete, PAYMENT_CREATED,
@@ -37,22 +37,24 @@ impl Handler for Events {
                     title: t.title,
                     price_cents: t.price.cents(),
                     user_id: t.user_id,
-                    status: TicketStatus::Available,
                     version: t.version,
                 };
                 self.reservations.copy_ticket(&copy).await?;
             }
+            // A sale step (reserved, sold, back on sale) repeats the listing as the last
+            // edit left it; only edits are worth a write.
             TICKET_UPDATED => {
                 let t: TicketUpdated = event.decode()?;
-                let copy = TicketCopy {
-                    id: parse_id(&t.id).context("malformed ticket id")?,
-                    title: t.title,
-                    price_cents: t.price.cents(),
-                    user_id: t.user_id,
-                    status: t.status,
-                    version: t.version,
-                };
-                self.reservations.copy_ticket(&copy).await?;
+                if t.edited {
+                    let copy = TicketCopy {
+                        id: parse_id(&t.id).context("malformed ticket id")?,
+                        title: t.title,
+                        price_cents: t.price.cents(),
+                        user_id: t.user_id,
+                        version: t.version,
+                    };
+                    self.reservations.copy_ticket(&copy).await?;
+                }
             }
             EXPIRATION_COMPLETE => {
                 let e: ExpirationComplete = event.decode()?;

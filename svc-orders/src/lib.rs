@@ -7,6 +7,7 @@ pub mod routes;
 pub mod settings;
 pub mod startup;
 pub mod store;
+pub mod waitlist;
 
 pub use settings::Settings;
 pub use startup::Application;

@@ -4,25 +4,30 @@
 use std::time::Duration;
 
 mod events;
+mod handover;
 
 use chrono::{SecondsFormat, Utc};
 use lib_shared::{
-    domain::locks::{Holder, Locks, Release},
+    domain::locks::{Ending, Holder, Locks},
     domain::money::Price,
     domain::states::{CancelReason, OrderStatus},
-    http::error::DependencyError,
+    http::{auth::PendingUser, error::DependencyError},
     messaging::events::{Envelope, OrderCancelled, OrderCreated, PricedTicketRef, TicketRef},
     messaging::outbox::Outbox,
 };
 use mongodb::{Database, bson::oid::ObjectId};
 
-use crate::store::{self, InsertError, OrderRecord, OrderedTicket, TicketCopy, now};
+use crate::{
+    store::{self, InsertError, OrderRecord, OrderSource, OrderedTicket, TicketCopy, now},
+    waitlist::Waitlist,
+};
 
 pub struct Reservations {
     db: Database,
     outbox: Outbox,
     locks: Locks,
     ttl: Duration,
+    pub waitlist: Waitlist,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +40,8 @@ pub enum CreateError {
     Reserved,
     #[error("ticket sold")]
     Sold,
+    #[error("token revoked")]
+    Revoked,
     #[error(transparent)]
     Dependency(#[from] DependencyError),
 }
@@ -48,12 +55,19 @@ pub enum Cancelled {
 }
 
 impl Reservations {
-    pub fn new(db: Database, outbox: Outbox, locks: Locks, ttl: Duration) -> Self {
+    pub fn new(
+        db: Database,
+        outbox: Outbox,
+        locks: Locks,
+        ttl: Duration,
+        waitlist: Waitlist,
+    ) -> Self {
         Self {
             db,
             outbox,
             locks,
             ttl,
+            waitlist,
         }
     }
 
@@ -85,30 +99,60 @@ impl Reservations {
         Ok(())
     }
 
+    /// The caller's live order for the ticket, if they hold it.
+    pub async fn holds(&self, user_id: &str, ticket_id: &str) -> Result<bool, DependencyError> {
+        Ok(store::live_for_ticket(&self.db, ticket_id)
+            .await?
+            .is_some_and(|o| o.user_id == user_id))
+    }
+
+    pub async fn ticket(&self, id: ObjectId) -> Result<Option<TicketCopy>, DependencyError> {
+        store::find_ticket(&self.db, id).await
+    }
+
+    /// Takes the ticket's lock and stores the order. The buyer's revocation check goes
+    /// to Redis with the lock attempt, so a refused order costs one round trip.
     #[tracing::instrument(skip_all, fields(%ticket_id))]
     pub async fn create(
         &self,
-        user_id: &str,
+        buyer: PendingUser,
         ticket_id: ObjectId,
     ) -> Result<OrderRecord, CreateError> {
         let order_id = ObjectId::new();
         let (ticket, order) = (ticket_id.to_hex(), order_id.to_hex());
-        match self
+        let (revoked, holder) = self
             .locks
-            .acquire_or_holder(&ticket, &order, self.ttl)
-            .await?
-        {
+            .acquire_or_holder_checking(buyer.revocation_key(), &ticket, &order, self.ttl)
+            .await?;
+        let Ok(buyer) = buyer.confirm(revoked) else {
+            if holder.is_none() {
+                self.give_back(&ticket, &order).await;
+            }
+            return Err(CreateError::Revoked);
+        };
+        match holder {
             None => {}
             Some(Holder::Sold(_)) => return Err(CreateError::Sold),
             Some(_) => return Err(CreateError::Reserved),
         }
-        let created = self.create_locked(user_id, ticket_id, order_id).await;
-        if created.is_err()
-            && let Err(e) = self.locks.release(&ticket, &order).await
-        {
-            tracing::warn!(error = %e, "could not release the lock of a failed order; it lapses by itself");
+        let created = self.create_locked(&buyer.id, ticket_id, order_id).await;
+        if created.is_err() {
+            self.give_back(&ticket, &order).await;
         }
         created
+    }
+
+    /// Frees the lock of an order that was not stored, or hands it to the next waiter if
+    /// buyers joined meanwhile.
+    async fn give_back(&self, ticket: &str, order: &str) {
+        let next = ObjectId::new().to_hex();
+        match self.locks.end(ticket, order, &next, self.ttl).await {
+            Ok(Ending::HandingOver(mark)) => self.hand_over_logged(ticket, &mark).await,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "could not release the lock of a failed order; it lapses by itself")
+            }
+        }
     }
 
     async fn create_locked(
@@ -141,6 +185,7 @@ impl Reservations {
             completed_at: None,
             payment_id: None,
             version: 0,
+            source: OrderSource::Direct,
             active_ticket_id: Some(ticket.id.to_hex()),
         };
         for attempt in 0..2 {
@@ -175,12 +220,14 @@ impl Reservations {
     }
 
     /// Cancels through the lock: compare-and-delete where it still reads this order;
-    /// where it reads `sold:{orderId}` the payment won and the order is left alone.
+    /// where it reads `sold:{orderId}` the payment won and the order is left alone. With
+    /// buyers waiting the lock is marked instead, and the first of them gets a new order.
     pub async fn cancel(
         &self,
         mut order: OrderRecord,
         reason: CancelReason,
     ) -> Result<Cancelled, DependencyError> {
+        let next_order = ObjectId::new().to_hex();
         for _ in 0..10 {
             match order.status {
                 OrderStatus::Cancelled => return Ok(Cancelled::Already(order)),
@@ -188,7 +235,12 @@ impl Reservations {
                 OrderStatus::Created => {}
             }
             let order_hex = order.id.to_hex();
-            if self.locks.release(&order.ticket.id, &order_hex).await? == Release::SoldToThisOrder {
+            let ticket = order.ticket.id.clone();
+            let ending = self
+                .locks
+                .end(&ticket, &order_hex, &next_order, self.ttl)
+                .await?;
+            if ending == Ending::SoldToThisOrder {
                 return Ok(Cancelled::Paid);
             }
             let now = now();
@@ -201,16 +253,11 @@ impl Reservations {
                 active_ticket_id: None,
                 ..order.clone()
             };
-            let event = Envelope::new(&OrderCancelled {
-                id: order_hex,
-                version: next.version,
-                ticket: TicketRef {
-                    id: next.ticket.id.clone(),
-                },
-                reason,
-            });
-            if store::replace(&self.outbox, &order, &next, event).await? {
+            if store::replace(&self.outbox, &order, &next, cancelled_event(&next)).await? {
                 tracing::info!(order_id = %next.id, %reason, "order cancelled");
+                if let Ending::HandingOver(mark) = ending {
+                    self.hand_over_logged(&ticket, &mark).await;
+                }
                 return Ok(Cancelled::Now(next));
             }
             order = store::find(&self.db, order.id)
@@ -222,6 +269,17 @@ impl Reservations {
             order.id
         )))
     }
+}
+
+fn cancelled_event(order: &OrderRecord) -> Envelope {
+    Envelope::new(&OrderCancelled {
+        id: order.id.to_hex(),
+        version: order.version,
+        ticket: TicketRef {
+            id: order.ticket.id.clone(),
+        },
+        reason: order.cancel_reason.unwrap_or(CancelReason::Expired),
+    })
 }
 
 fn created_event(order: &OrderRecord) -> Envelope {

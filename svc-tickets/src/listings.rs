@@ -55,9 +55,12 @@ impl Listings {
     /// One page of the listing, from the cache when it holds the page.
     pub async fn page(&self, query: &ListQuery) -> Result<RecordPage, DependencyError> {
         let key = query.cache_key();
-        let generation = match self.cache.page(&key).await {
-            Ok(page) => return Ok(page),
-            Err(generation) => generation,
+        let generation = match &key {
+            None => None,
+            Some(key) => match self.cache.page(key).await {
+                Ok(page) => return Ok(page),
+                Err(generation) => generation,
+            },
         };
         let mut found = store::list(&self.db, query).await?;
         let next_cursor = (found.len() > query.limit as usize).then(|| {
@@ -68,7 +71,7 @@ impl Listings {
             items: found,
             next_cursor: next_cursor.flatten(),
         };
-        if let Some(generation) = generation {
+        if let (Some(key), Some(generation)) = (key, generation) {
             self.cache.fill_page(&key, &generation, &page).await;
         }
         Ok(page)

@@ -19,8 +19,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::store;
 
+/// Named for the lock keys' scheme, so a Redis holding locks under an older scheme's
+/// names gets them rebuilt under the current ones.
 pub fn marker(prefix: &str) -> String {
-    format!("{prefix}locks:ticket:rebuilt")
+    format!("{prefix}locks:ticket:rebuilt:hash-tagged")
 }
 
 pub struct LockRebuild {

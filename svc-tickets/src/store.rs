@@ -50,7 +50,14 @@ impl TicketRecord {
         self.id.to_hex()
     }
 
-    fn updated_event(&self) -> Envelope {
+    /// Whether `self` differs from `before` in what a copy of the listing shows.
+    fn edited_since(&self, before: &TicketRecord) -> bool {
+        self.title != before.title
+            || self.price_cents != before.price_cents
+            || self.user_id != before.user_id
+    }
+
+    fn updated_event(&self, edited: bool) -> Envelope {
         Envelope::new(&TicketUpdated {
             id: self.id_hex(),
             version: self.version,
@@ -59,6 +66,7 @@ impl TicketRecord {
             user_id: self.user_id.clone(),
             status: self.status,
             order_id: self.order_id.clone(),
+            edited,
         })
     }
 }
@@ -122,16 +130,19 @@ pub struct ListQuery {
 }
 
 impl ListQuery {
-    /// Identifies the page in the cache.
-    pub fn cache_key(&self) -> String {
-        format!(
-            "{}|{}|{}|{}|{}",
+    /// Identifies the page in the cache; `None` for pages that are not cached. Only
+    /// first pages of the whole listing are (by status and page size: at most 400 keys
+    /// per list generation): those are what most readers ask for, and a cursor, a seller
+    /// or a search text would let any caller make new keys without end.
+    pub fn cache_key(&self) -> Option<String> {
+        if self.before.is_some() || self.user_id.is_some() || self.text.is_some() {
+            return None;
+        }
+        Some(format!(
+            "{}|{}",
             self.status.map_or("all", TicketStatus::as_str),
-            self.user_id.as_deref().unwrap_or(""),
-            self.before.map(|b| b.to_hex()).unwrap_or_default(),
             self.limit,
-            self.text.as_deref().unwrap_or(""),
-        )
+        ))
     }
 }
 
@@ -206,7 +217,7 @@ pub async fn change(
         };
         next.version = current.version + 1;
         next.updated_at = now();
-        let event = next.updated_event();
+        let event = next.updated_event(next.edited_since(&current));
         let mut set =
             bson::to_document(&next).map_err(|e| DependencyError::Unexpected(e.into()))?;
         set.remove("_id");

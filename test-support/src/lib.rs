@@ -128,6 +128,7 @@ pub async fn spawn(options: Options) -> System {
     let orders = svc_orders::Application::build(svc_orders::Settings {
         common: service_settings("orders", &base),
         order_ttl: options.order_ttl,
+        waitlist_max: 1000,
     })
     .await
     .unwrap();

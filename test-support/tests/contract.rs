@@ -126,11 +126,15 @@ fn generated_clients() -> PathBuf {
             .arg(dir.join(format!("ticketing_{service}")))
             .output()
             .expect("openapi-python-client runs (./dev test installs it)");
-        let said = String::from_utf8_lossy(&out.stdout).to_string();
-        assert!(
-            out.status.success() && !said.contains("Unable to"),
-            "{service}'s client: {said}{}",
+        // A schema the generator cannot take is dropped with a warning, not an error.
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success() && !said.contains("Unable to") && !said.contains("Cannot "),
+            "{service}'s client: {said}"
         );
     }
     dir

@@ -191,6 +191,8 @@ impl Cluster {
             .env("JWT_PUBLIC_KEY", keys.join("public.pem"))
             .env("JWT_PRIVATE_KEY", keys.join("private.pem"))
             .env("ORDER_TTL_SECONDS", self.order_ttl.to_string())
+            // The load stands for many clients: each sign-up names its own address.
+            .env("TRUSTED_PROXIES", "127.0.0.1/32")
             .env("STRIPE_SECRET_KEY", "sk_test_chaos")
             .env("STRIPE_API_BASE", self.stripe_url())
             .env("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET)

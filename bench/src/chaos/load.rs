@@ -203,6 +203,7 @@ impl Load {
         let req = self
             .client
             .post(format!("{}/signup", self.auth))
+            .header("x-forwarded-for", crate::client_address())
             .json(&body);
         self.send("signup", req).await;
     }

@@ -6,7 +6,7 @@ mod cluster;
 mod faults;
 mod invariants;
 mod load;
-mod rng;
+pub mod rng;
 
 use std::{
     collections::BTreeMap,

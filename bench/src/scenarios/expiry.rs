@@ -5,19 +5,19 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use super::{list_tickets, run_all};
+use super::{list_for_sale, order_window, run_all, timestamp};
 use crate::{
     Options, Outcome,
-    stats::{Samples, latency_figures},
+    stats::{Figure, Samples, latency_figures},
     target::{Target, User},
 };
 
 pub async fn expiry(target: &Target, o: &Options) -> anyhow::Result<Outcome> {
     let mut out = Outcome::default();
     let seller = target.user();
-    let tickets = list_tickets(target, &seller, o.orders).await?;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let tickets = list_for_sale(target, &seller, o.orders).await?;
     let buyers: Vec<User> = (0..o.orders).map(|_| target.user()).collect();
+    let placing = Instant::now();
     let placed = run_all(o.orders, 64, "ordering", |i| {
         let (ticket, buyer) = (tickets[i].clone(), &buyers[i]);
         async move {
@@ -32,6 +32,11 @@ pub async fn expiry(target: &Target, o: &Options) -> anyhow::Result<Outcome> {
     })
     .await;
     let placed: Vec<(usize, Value)> = placed.into_iter().flatten().collect();
+    out.figures.push(Figure::new(
+        format!("{} orders placed in", o.orders),
+        placing.elapsed().as_secs_f64(),
+        "s",
+    ));
     if placed.len() != o.orders {
         out.failures.push(format!(
             "only {} of {} orders placed",
@@ -39,13 +44,9 @@ pub async fn expiry(target: &Target, o: &Options) -> anyhow::Result<Outcome> {
             o.orders
         ));
     }
-    let time = |v: &Value| {
-        v.as_str()
-            .and_then(|s| s.parse::<chrono::DateTime<chrono::Utc>>().ok())
-    };
     let window = placed
         .first()
-        .and_then(|(_, ord)| Some(time(&ord["expiresAt"])? - time(&ord["createdAt"])?))
+        .and_then(|(_, ord)| order_window(ord))
         .unwrap_or_default();
     if window > chrono::TimeDelta::seconds(60) {
         out.notes.push(format!(
@@ -56,12 +57,12 @@ pub async fn expiry(target: &Target, o: &Options) -> anyhow::Result<Outcome> {
     }
     let last_due = placed
         .iter()
-        .filter_map(|(_, ord)| time(&ord["expiresAt"]))
+        .filter_map(|(_, ord)| timestamp(&ord["expiresAt"]))
         .max()
         .unwrap_or_default();
     let first_due = placed
         .iter()
-        .filter_map(|(_, ord)| time(&ord["expiresAt"]))
+        .filter_map(|(_, ord)| timestamp(&ord["expiresAt"]))
         .min()
         .unwrap_or_default();
     out.notes.push(format!(
@@ -123,7 +124,9 @@ pub async fn expiry(target: &Target, o: &Options) -> anyhow::Result<Outcome> {
     }
     let (mut cancel_lag, mut ticket_lag) = (Samples::default(), Samples::default());
     for (o, t) in settled {
-        let (Some(due), Some(cancelled)) = (time(&o["expiresAt"]), time(&o["cancelledAt"])) else {
+        let (Some(due), Some(cancelled)) =
+            (timestamp(&o["expiresAt"]), timestamp(&o["cancelledAt"]))
+        else {
             out.failures.push(format!(
                 "order {} is {} after its window",
                 o["id"], o["status"]
@@ -137,7 +140,7 @@ pub async fn expiry(target: &Target, o: &Options) -> anyhow::Result<Outcome> {
             ));
         }
         cancel_lag.push_ms((cancelled - due).num_milliseconds() as f64);
-        match (t["status"].as_str(), time(&t["updatedAt"])) {
+        match (t["status"].as_str(), timestamp(&t["updatedAt"])) {
             (Some("available"), Some(freed)) => {
                 ticket_lag.push_ms((freed - due).num_milliseconds() as f64)
             }

@@ -8,7 +8,7 @@ use std::{
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use super::{ceiling_set_nx, list_tickets, run_all};
+use super::{ceiling_set_nx, list_for_sale, run_all};
 use crate::{
     Options, Outcome,
     stats::{Figure, Samples, latency_figures},
@@ -18,15 +18,14 @@ use crate::{
 pub async fn flash_sale(target: &Target, o: &Options) -> anyhow::Result<Outcome> {
     let mut out = Outcome::default();
     let seller = target.user();
-    let tickets = list_tickets(target, &seller, o.tickets).await?;
-    // Orders learns new tickets from their events; give it a moment.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let tickets = list_for_sale(target, &seller, o.tickets).await?;
     let buyers: Vec<User> = (0..o.buyers).map(|_| target.user()).collect();
 
     // Every buyer keeps trying (the next ticket each time) until one is theirs or they
     // give up after `attempts`: the steady hammering of a real sale, not one burst.
     let started = Instant::now();
-    let results = run_all(o.buyers, o.buyers, "buyers", |i| {
+    let at_once = o.at_once.unwrap_or(o.buyers).clamp(1, o.buyers.max(1));
+    let results = run_all(o.buyers, at_once, "buyers", |i| {
         let buyer = &buyers[i];
         let tickets = &tickets;
         async move {

@@ -50,6 +50,7 @@ async fn one_journey(target: &Target, i: usize) -> anyhow::Result<Duration> {
             let resp = target
                 .client
                 .post(format!("{}/signup", target.auth))
+                .header("x-forwarded-for", bench::client_address())
                 .json(&body)
                 .send()
                 .await?;

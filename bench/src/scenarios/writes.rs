@@ -9,20 +9,44 @@ use mongodb::bson::doc;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use super::{list_tickets, run_all};
+use super::{list_for_sale, run_all};
 use crate::{
     Options, Outcome,
     stats::Figure,
     target::{Target, User},
 };
 
-/// Writes per database (`orders`, `tickets`, `payments`), from the server's counters.
-async fn counters(mongo: &mongodb::Client) -> anyhow::Result<BTreeMap<String, f64>> {
+/// The MongoDB-wire servers of the system under test: `MONGODB_URIS` (separated by
+/// spaces), else `MONGODB_URI`, else the ones `./dev up` wrote to `.dev/mongodb-uris`.
+pub(super) async fn servers() -> anyhow::Result<Vec<mongodb::Client>> {
+    let listed = std::env::var("MONGODB_URIS")
+        .or_else(|_| std::env::var("MONGODB_URI"))
+        .or_else(|_| std::fs::read_to_string(".dev/mongodb-uris"))
+        .unwrap_or_else(|_| "mongodb://127.0.0.1:27018/?directConnection=true".into());
+    let mut clients = Vec::new();
+    for uri in listed.split_whitespace() {
+        clients.push(mongodb::Client::with_uri_str(uri).await?);
+    }
+    Ok(clients)
+}
+
+/// Writes per database (`orders`, `tickets`, `payments`), from the servers' counters.
+pub(super) async fn counters(servers: &[mongodb::Client]) -> anyhow::Result<BTreeMap<String, f64>> {
+    let mut by_db = BTreeMap::new();
+    for mongo in servers {
+        count_into(mongo, &mut by_db).await?;
+    }
+    Ok(by_db)
+}
+
+async fn count_into(
+    mongo: &mongodb::Client,
+    by_db: &mut BTreeMap<String, f64>,
+) -> anyhow::Result<()> {
     let top = mongo
         .database("admin")
         .run_command(doc! { "top": 1 })
         .await?;
-    let mut by_db = BTreeMap::new();
     for (namespace, entry) in top.get_document("totals")? {
         let (Some((db, _)), Some(entry)) = (namespace.split_once('.'), entry.as_document()) else {
             continue;
@@ -38,12 +62,12 @@ async fn counters(mongo: &mongodb::Client) -> anyhow::Result<BTreeMap<String, f6
         *by_db.entry(db.to_string()).or_insert(0.0) +=
             (count("insert") + count("update") + count("remove")) as f64;
     }
-    Ok(by_db)
+    Ok(())
 }
 
 /// Runs `work` on `n` items and returns the writes each one cost, per database.
 async fn measured<F, Fut>(
-    mongo: &mongodb::Client,
+    mongo: &[mongodb::Client],
     n: usize,
     work: F,
 ) -> anyhow::Result<BTreeMap<String, f64>>
@@ -122,15 +146,12 @@ async fn place(target: &Target, tickets: &[String], buyers: &[User]) -> Vec<(usi
 
 pub async fn writes(target: &Target, o: &Options) -> anyhow::Result<Outcome> {
     let mut out = Outcome::default();
-    let uri = std::env::var("MONGODB_URI")
-        .unwrap_or_else(|_| "mongodb://127.0.0.1:27018/?directConnection=true".into());
-    let mongo = mongodb::Client::with_uri_str(&uri).await?;
+    let mongo = servers().await?;
     let n = o.orders.min(200);
     let seller = target.user();
 
     // Create, then cancel by the buyer.
-    let tickets = list_tickets(target, &seller, n).await?;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let tickets = list_for_sale(target, &seller, n).await?;
     let buyers: Vec<User> = (0..n).map(|_| target.user()).collect();
     let mut orders = Vec::new();
     let created = measured(&mongo, n, || async {
@@ -178,8 +199,9 @@ pub async fn writes(target: &Target, o: &Options) -> anyhow::Result<Outcome> {
     .await?;
     report(&mut out, "pay", &paid);
     out.notes.push(format!(
-        "{n} orders per use case; `top` counts on the MongoDB-wire server at {uri}; \
-         create+expire costs create + cancel (an expiry is a cancel driven by an event)"
+        "{n} orders per use case; `top` counts on {} MongoDB-wire server(s); \
+         create+expire costs create + cancel (an expiry is a cancel driven by an event)",
+        mongo.len()
     ));
     Ok(out)
 }

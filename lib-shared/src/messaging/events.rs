@@ -105,6 +105,15 @@ pub struct TicketUpdated {
     pub user_id: String,
     pub status: TicketStatus,
     pub order_id: Option<String>,
+    /// False when this version changed only the sale state (`status`, `orderId`), so a
+    /// copy of the title, price and seller can skip it: the version that last changed
+    /// them carries the same values. Absent (an older publisher): treat as an edit.
+    #[serde(default = "edited_unless_told")]
+    pub edited: bool,
+}
+
+fn edited_unless_told() -> bool {
+    true
 }
 
 impl Payload for TicketUpdated {

@@ -109,6 +109,11 @@ impl Reservations {
             });
             if store::replace(&self.outbox, &order, &next, event).await? {
                 tracing::info!("order complete");
+                // The sale's promotion emptied the Redis list; a failure here is
+                // finished by the periodic hand-over check.
+                if let Err(e) = self.waitlist.clear(&order.ticket.id).await {
+                    tracing::warn!(error = %e, "waiting list of a sold ticket not cleared yet");
+                }
                 return Ok(());
             }
         }

@@ -1,3 +1,5 @@
 mod orders;
+mod waitlist;
 
 pub use orders::{Order, OrdersApi};
+pub use waitlist::{WaitlistApi, WaitlistEntry};

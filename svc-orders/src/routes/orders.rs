@@ -9,7 +9,7 @@ use lib_shared::{
         ids::{page, parse_id},
         states::{CancelReason, OrderStatus},
     },
-    http::auth::Authenticated,
+    http::auth::{Authenticated, PendingUser, SignedIn, VerifyError},
     http::body::JsonBody,
     http::error::ErrorBody,
     http::idempotency::{Claim, Idempotency},
@@ -31,7 +31,7 @@ mod answers;
 
 use crate::{
     reservations::{Cancelled, CreateError, Reservations},
-    store::OrderRecord,
+    store::{OrderRecord, OrderSource},
 };
 use answers::{replay, stored_answer};
 
@@ -92,6 +92,10 @@ pub struct Order {
     pub payment_id: Option<String>,
     /// Bumped by every change.
     pub version: i64,
+    // Undocumented here on purpose: a field description turns the enum reference into an
+    // `allOf`, which client generators cannot take for a string; OrderSource says it all.
+    #[serde(default)]
+    pub source: OrderSource,
 }
 
 /// A page of orders, newest first.
@@ -192,9 +196,9 @@ impl OrdersApi {
 
     /// Places the order; it runs to its end even if the client goes: a lock taken is
     /// either stored with its order or released.
-    async fn place(&self, user: &Authenticated, ticket_id: ObjectId) -> Result<OrderResponse> {
-        let (reservations, user_id) = (self.reservations.clone(), user.0.id.clone());
-        let order = run_detached(async move { reservations.create(&user_id, ticket_id).await })
+    async fn place(&self, buyer: PendingUser, ticket_id: ObjectId) -> Result<OrderResponse> {
+        let reservations = self.reservations.clone();
+        let order = run_detached(async move { reservations.create(buyer, ticket_id).await })
             .await
             .map_err(create_error)?;
         let location = format!("/api/orders/{}", order.id.to_hex());
@@ -209,20 +213,25 @@ impl OrdersApi {
     #[oai(path = "/", method = "post", operation_id = "createOrder")]
     async fn create(
         &self,
-        user: Authenticated,
+        user: SignedIn,
         /// Any unique string (at most 255 characters) to make retries safe.
         #[oai(name = "Idempotency-Key", validator(min_length = 1, max_length = 255))]
         idempotency_key: Header<Option<String>>,
         body: JsonBody<NewOrder>,
     ) -> Answer<OrderResponse, OrderError, CreateOrder> {
         only(async {
-            let ticket_id = parse_id(&body.0.ticket_id.0)
-                .ok_or_else(|| bad_field("ticketId", "Malformed ticket id"))?;
-            let Some(key) = idempotency_key.0 else {
-                return self.place(&user, ticket_id).await;
+            let buyer = user.0;
+            let Some(ticket_id) = parse_id(&body.0.ticket_id.0) else {
+                // A revoked token is answered 401 before its input is judged.
+                buyer.check().await.map_err(not_signed_in)?;
+                return Err(bad_field("ticketId", "Malformed ticket id"));
             };
+            let Some(key) = idempotency_key.0 else {
+                return self.place(buyer, ticket_id).await;
+            };
+            let user = buyer.check().await.map_err(not_signed_in)?;
             let fingerprint = ticket_id.to_hex();
-            let claimed = match self.keys.claim(&user.0.id, &key, &fingerprint).await? {
+            let claimed = match self.keys.claim(&user.id, &key, &fingerprint).await? {
                 Claim::Run(claimed) => claimed,
                 Claim::Replay(answer) => return replay(answer),
                 Claim::InProgress => {
@@ -237,7 +246,7 @@ impl OrdersApi {
                     ));
                 }
             };
-            let result = self.place(&user, ticket_id).await;
+            let result = self.place(buyer, ticket_id).await;
             self.keys.finish(claimed, stored_answer(&result)).await?;
             result
         })
@@ -334,7 +343,17 @@ fn create_error(err: CreateError) -> OrderError {
         CreateError::OwnTicket => bad_field("ticketId", "You cannot order your own ticket"),
         CreateError::Reserved => OrderError::Conflict(ErrorBody::new("Ticket is already reserved")),
         CreateError::Sold => OrderError::Conflict(ErrorBody::new("Ticket is already sold")),
+        CreateError::Revoked => OrderError::Unauthorized(ErrorBody::new("Not signed in")),
         CreateError::Dependency(e) => e.into(),
+    }
+}
+
+fn not_signed_in(err: VerifyError) -> OrderError {
+    match err {
+        VerifyError::Invalid | VerifyError::Revoked => {
+            OrderError::Unauthorized(ErrorBody::new("Not signed in"))
+        }
+        VerifyError::Dependency(e) => e.into(),
     }
 }
 
@@ -366,6 +385,7 @@ impl From<OrderRecord> for Order {
             completed_at: o.completed_at,
             payment_id: o.payment_id,
             version: o.version,
+            source: o.source,
         }
     }
 }

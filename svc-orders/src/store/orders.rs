@@ -19,6 +19,19 @@ use serde::{Deserialize, Serialize};
 
 pub const COLLECTION: &str = "orders";
 
+/// How the order came about: ordered directly, or handed to the buyer from the
+/// ticket's waiting list.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, poem_openapi::Enum,
+)]
+#[serde(rename_all = "lowercase")]
+#[oai(rename_all = "lowercase")]
+pub enum OrderSource {
+    #[default]
+    Direct,
+    Waitlist,
+}
+
 /// The ticket as it was when ordered.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -57,6 +70,8 @@ pub struct OrderRecord {
     #[serde(default)]
     pub payment_id: Option<String>,
     pub version: i64,
+    #[serde(default)]
+    pub source: OrderSource,
     /// The ticket id while the order is live; absent once cancelled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active_ticket_id: Option<String>,
@@ -66,14 +81,21 @@ fn orders(db: &Database) -> Collection<OrderRecord> {
     db.collection(COLLECTION)
 }
 
+/// The one-live-order index as it was first built: partial on `activeTicketId` existing.
+/// Same guarantee, but a query planner that only matches partial filters literally (the
+/// local MongoDB-wire server) scanned the whole collection for every live-order lookup.
+const OLD_LIVE_TICKET_INDEX: &str = "one_live_order_per_ticket";
+
 pub async fn ensure_indexes(db: &Database) -> Result<(), DependencyError> {
+    // Sparse: cancelled orders have no `activeTicketId` (never null), so they are left
+    // out as the partial filter left them, and every planner uses it for equality.
     let live_ticket = IndexModel::builder()
         .keys(doc! { "activeTicketId": 1 })
         .options(
             IndexOptions::builder()
                 .unique(true)
-                .name("one_live_order_per_ticket".to_string())
-                .partial_filter_expression(doc! { "activeTicketId": { "$exists": true } })
+                .sparse(true)
+                .name("one_live_order_per_ticket_sparse".to_string())
                 .build(),
         )
         .build();
@@ -81,7 +103,21 @@ pub async fn ensure_indexes(db: &Database) -> Result<(), DependencyError> {
         .keys(doc! { "userId": 1, "_id": -1 })
         .build();
     orders(db).create_indexes([live_ticket, history]).await?;
+    // The new index holds the guarantee before the old one goes.
+    if let Err(e) = orders(db).drop_index(OLD_LIVE_TICKET_INDEX).await
+        && !index_not_found(&e)
+    {
+        return Err(e.into());
+    }
     Ok(())
+}
+
+/// MongoDB's IndexNotFound (27); also a missing collection (26) on a fresh database.
+fn index_not_found(e: &mongodb::error::Error) -> bool {
+    matches!(
+        *e.kind,
+        mongodb::error::ErrorKind::Command(ref c) if c.code == 27 || c.code == 26
+    )
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -107,6 +143,20 @@ pub async fn insert(
         Written::Duplicate => Err(InsertError::TicketTaken),
         Written::Stale => unreachable!("an insert has no guard"),
     }
+}
+
+/// Publishes the order's event again (an unchanged order, `updatedAt` aside), for a
+/// consumer that had to wait for a later state before acting on the first one.
+pub async fn republish(
+    outbox: &Outbox,
+    order: &OrderRecord,
+    event: Envelope,
+) -> Result<(), DependencyError> {
+    let update = doc! { "$set": { "updatedAt": bson::DateTime::now() } };
+    outbox
+        .update_with_events(COLLECTION, order.id, doc! {}, update, vec![event])
+        .await?;
+    Ok(())
 }
 
 pub async fn find(db: &Database, id: ObjectId) -> Result<Option<OrderRecord>, DependencyError> {

@@ -1,9 +1,8 @@
-//! This service's own copy of the tickets, kept from `ticket:*` events.
+//! This service's own copy of the tickets, kept from `ticket:*` events: what an order
+//! shows of its ticket (title, price) and who sells it. The sale state is not copied:
+//! the ticket's lock in Redis answers that.
 
-use lib_shared::{
-    domain::states::TicketStatus,
-    http::error::{DependencyError, is_duplicate_key},
-};
+use lib_shared::http::error::{DependencyError, is_duplicate_key};
 use mongodb::{
     Collection, Database,
     bson::{doc, oid::ObjectId},
@@ -18,7 +17,7 @@ pub struct TicketCopy {
     pub title: String,
     pub price_cents: i64,
     pub user_id: String,
-    pub status: TicketStatus,
+    /// The version of the last edit applied (sale steps do not move it).
     pub version: i64,
 }
 

@@ -74,3 +74,64 @@ async fn two_hundred_buyers_racing_for_fifty_tickets_never_double_sell() {
         assert_eq!(live, 1, "ticket {ticket}");
     }
 }
+
+/// A database made before the one-live-order index became sparse: the service replaces
+/// the partial index at start, and the replacement still refuses a second live order.
+#[tokio::test]
+async fn the_old_partial_index_is_replaced_and_one_live_order_still_holds() {
+    use futures::TryStreamExt;
+    use mongodb::{IndexModel, options::IndexOptions};
+
+    let common = lib_shared::testing::settings("orders", None);
+    let db = lib_shared::runtime::infra::mongo(&common).await.unwrap();
+    let orders = db.collection::<mongodb::bson::Document>("orders");
+    let old = IndexModel::builder()
+        .keys(doc! { "activeTicketId": 1 })
+        .options(
+            IndexOptions::builder()
+                .unique(true)
+                .name("one_live_order_per_ticket".to_string())
+                .partial_filter_expression(doc! { "activeTicketId": { "$exists": true } })
+                .build(),
+        )
+        .build();
+    orders.create_index(old).await.unwrap();
+
+    let app = crate::helpers::spawn_app_with(common, std::time::Duration::from_secs(60)).await;
+    let names: Vec<String> = orders
+        .list_indexes()
+        .await
+        .unwrap()
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|i| i.options.and_then(|o| o.name))
+        .collect();
+    assert!(
+        !names.contains(&"one_live_order_per_ticket".to_string()),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"one_live_order_per_ticket_sparse".to_string()),
+        "{names:?}"
+    );
+
+    let ticket = app.seeded_ticket(&new_user(), 5000).await;
+    let first = app.order(&new_user(), &ticket).await;
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let second = orders
+        .insert_one(doc! { "userId": "someone", "activeTicketId": &ticket })
+        .await;
+    assert!(
+        second.is_err(),
+        "a second live order for one ticket was stored"
+    );
+    // Cancelled orders carry no activeTicketId: any number of them sit beside it.
+    for _ in 0..2 {
+        orders
+            .insert_one(doc! { "userId": "someone", "status": "cancelled" })
+            .await
+            .unwrap();
+    }
+}

@@ -228,3 +228,57 @@ async fn retries_with_one_idempotency_key_place_one_order_and_get_the_first_answ
     );
     assert_eq!(app.stored_orders().await, 1);
 }
+
+#[tokio::test]
+async fn a_revoked_token_is_refused_in_the_lock_attempts_round_trip_and_holds_nothing() {
+    let app = spawn_app().await;
+    let ticket = app.seeded_ticket(&new_user(), 1000).await;
+    let buyer = new_user();
+    let verifier = lib_shared::http::auth::AuthVerifier::new(
+        lib_shared::testing::TEST_PUBLIC_KEY,
+        app.redis.clone(),
+        app.settings.redis_prefix.clone(),
+    )
+    .unwrap();
+    let jti = verifier.decode(&buyer.token).unwrap().jti;
+    let mut conn = app.redis.clone();
+    let _: () = conn
+        .set(
+            lib_shared::http::auth::revoked_key(&app.settings.redis_prefix, &jti),
+            "1",
+        )
+        .await
+        .unwrap();
+
+    let resp = app.order(&buyer, &ticket).await;
+    let errors = assert_error(resp, StatusCode::UNAUTHORIZED).await;
+    assert_eq!(errors[0]["message"], "Not signed in");
+    // Judged before its input, as on every other endpoint.
+    let resp = app.order(&buyer, "not-an-id").await;
+    let errors = assert_error(resp, StatusCode::UNAUTHORIZED).await;
+    assert_eq!(errors[0]["message"], "Not signed in");
+
+    assert_eq!(app.locks.holder(&ticket).await.unwrap(), Holder::Free);
+    assert_eq!(app.stored_orders().await, 0);
+    assert!(app.published("order:created").await.is_empty());
+    let resp = app.order(&new_user(), &ticket).await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn a_redis_that_forgot_the_lock_script_is_given_it_again() {
+    let app = spawn_app().await;
+    let ticket = app.seeded_ticket(&new_user(), 1000).await;
+    let mut conn = app.redis.clone();
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+
+    let resp = app.order(&new_user(), &ticket).await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let resp = app.order(&new_user(), &ticket).await;
+    let errors = assert_error(resp, StatusCode::CONFLICT).await;
+    assert_eq!(errors[0]["message"], "Ticket is already reserved");
+}

@@ -117,21 +117,40 @@ async fn an_expiry_that_finds_the_lock_sold_leaves_the_order_for_the_payment() {
     assert!(app.published("order:cancelled").await.is_empty());
 }
 
+fn ticket_update(
+    ticket: &str,
+    seller: &testing::TestUser,
+    version: i64,
+    cents: i64,
+    status: TicketStatus,
+    edited: bool,
+) -> Envelope {
+    Envelope::new(&TicketUpdated {
+        id: ticket.to_string(),
+        version,
+        title: format!("v{version}"),
+        price: Price::from_cents(cents).unwrap(),
+        user_id: seller.id.clone(),
+        status,
+        order_id: (status != TicketStatus::Available).then(|| ObjectId::new().to_hex()),
+        edited,
+    })
+}
+
 #[tokio::test]
 async fn the_ticket_copy_takes_newer_versions_only() {
     let app = spawn_app().await;
     let seller = new_user();
     let ticket = app.seeded_ticket(&seller, 1000).await;
-    let update = |version: i64, cents: i64| {
-        Envelope::new(&TicketUpdated {
-            id: ticket.clone(),
+    let update = |version, cents| {
+        ticket_update(
+            &ticket,
+            &seller,
             version,
-            title: format!("v{version}"),
-            price: Price::from_cents(cents).unwrap(),
-            user_id: seller.id.clone(),
-            status: TicketStatus::Available,
-            order_id: None,
-        })
+            cents,
+            TicketStatus::Available,
+            true,
+        )
     };
     app.publish(update(2, 3000)).await;
     app.publish(update(1, 2000)).await; // late and older: ignored
@@ -142,6 +161,68 @@ async fn the_ticket_copy_takes_newer_versions_only() {
     let order = app.ordered(&new_user(), &ticket).await;
     assert_eq!(order["ticket"]["title"], "v2");
     assert_eq!(order["ticket"]["price"], 30.0);
+}
+
+#[tokio::test]
+async fn sale_steps_cost_the_ticket_copy_no_write_and_edits_around_them_still_converge() {
+    let app = spawn_app().await;
+    let seller = new_user();
+    let ticket = app.seeded_ticket(&seller, 1000).await;
+    let oid = ObjectId::parse_str(&ticket).unwrap();
+    let copies = app.db.collection::<mongodb::bson::Document>("tickets");
+    let stored = async || copies.find_one(doc! { "_id": oid }).await.unwrap().unwrap();
+    let created = stored().await;
+
+    // Reserved, back on sale, reserved again: sale steps only, no write.
+    for (version, status) in [
+        (1, TicketStatus::Reserved),
+        (2, TicketStatus::Available),
+        (3, TicketStatus::Reserved),
+    ] {
+        app.publish(ticket_update(
+            &ticket, &seller, version, 1000, status, false,
+        ))
+        .await;
+    }
+    let marker = app.seeded_ticket(&seller, 1).await;
+    app.wait_for_ticket_copy(&marker, 0).await;
+    assert_eq!(stored().await, created, "a sale step rewrote the copy");
+
+    // Two edits delivered newest first, then a sale step that repeats the newest
+    // listing: the copy ends at the newest edit, not the late older one.
+    app.publish(ticket_update(
+        &ticket,
+        &seller,
+        6,
+        6000,
+        TicketStatus::Available,
+        true,
+    ))
+    .await;
+    app.publish(ticket_update(
+        &ticket,
+        &seller,
+        5,
+        5000,
+        TicketStatus::Available,
+        true,
+    ))
+    .await;
+    app.publish(ticket_update(
+        &ticket,
+        &seller,
+        7,
+        6000,
+        TicketStatus::Reserved,
+        false,
+    ))
+    .await;
+    let marker = app.seeded_ticket(&seller, 1).await;
+    app.wait_for_ticket_copy(&marker, 0).await;
+    let copy = stored().await;
+    assert_eq!(copy.get_i64("version").unwrap(), 6);
+    assert_eq!(copy.get_str("title").unwrap(), "v6");
+    assert_eq!(copy.get_i64("priceCents").unwrap(), 6000);
 }
 
 #[tokio::test]

@@ -28,12 +28,17 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(common: CommonSettings, order_ttl: Duration) -> TestApp {
-    let app = Application::build(Settings {
-        common: common.clone(),
+    spawn_app_settings(Settings {
+        common,
         order_ttl,
+        waitlist_max: 1000,
     })
     .await
-    .expect("builds");
+}
+
+pub async fn spawn_app_settings(settings: Settings) -> TestApp {
+    let common = settings.common.clone();
+    let app = Application::build(settings).await.expect("builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let db = app.infra.mongo.clone();
     let redis = app.infra.redis.clone();

@@ -1,8 +1,10 @@
 mod cancel;
 mod concurrency;
+mod crash;
 mod create;
 mod events;
 mod faults;
 mod flow;
 mod helpers;
 mod history;
+mod waitlist;

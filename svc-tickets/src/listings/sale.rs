@@ -16,7 +16,13 @@ impl Listings {
     pub async fn reserve(&self, e: OrderCreated) -> anyhow::Result<()> {
         // A late event for an order whose lock already lapsed must not reserve the ticket.
         let holder = self.locks.holder(&e.ticket.id).await?;
-        if !matches!(&holder, Holder::Reserved(o) | Holder::Sold(o) if *o == e.id) {
+        let holds = match &holder {
+            Holder::Reserved(o) | Holder::Sold(o) => *o == e.id,
+            // Handed from the waiting list: its lock replaces the mark right after.
+            Holder::HandingOver { next } => next.as_deref() == Some(e.id.as_str()),
+            Holder::Free => false,
+        };
+        if !holds {
             tracing::info!(?holder, "order no longer holds the ticket; not reserving");
             return Ok(());
         }
@@ -60,6 +66,12 @@ impl Listings {
 
     #[tracing::instrument(skip_all, fields(order_id = %e.id, ticket_id = %e.ticket.id))]
     pub async fn release(&self, e: OrderCancelled) -> anyhow::Result<()> {
+        // A ticket being handed to the next buyer in line stays reserved until their
+        // order's `order:created`; if nobody takes it, orders publishes this again.
+        if let Holder::HandingOver { .. } = self.locks.holder(&e.ticket.id).await? {
+            tracing::info!("ticket handed to the next buyer in line; not released");
+            return Ok(());
+        }
         // Only the order that holds the ticket can free it: a late cancel of an older
         // order leaves a newer reservation alone.
         self.apply(&e.ticket.id, |t| {

@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use lib_shared::{messaging::events::TicketUpdated, testing};
+use lib_shared::{domain::locks::Ending, messaging::events::TicketUpdated, testing};
 
 use crate::helpers::{id_of, new_user, order_cancelled, order_completed, order_created, spawn_app};
 
@@ -34,9 +34,10 @@ async fn order_created_reserves_and_order_cancelled_frees_the_ticket() {
         .collect();
     let seen: Vec<_> = updates
         .iter()
-        .map(|u| (u.version, u.status.as_str()))
+        .map(|u| (u.version, u.status.as_str(), u.edited))
         .collect();
-    assert_eq!(seen, [(1, "reserved"), (2, "available")]);
+    // Sale steps: the listing itself did not change.
+    assert_eq!(seen, [(1, "reserved", false), (2, "available", false)]);
     assert_eq!(updates[0].order_id.as_deref(), Some(order.as_str()));
 }
 
@@ -127,4 +128,48 @@ async fn order_created_for_an_order_without_the_lock_is_ignored() {
     app.reserve(&marker, &testing::new_user_id()).await;
     app.wait_for_status(&marker, "reserved").await;
     assert_eq!(app.ticket(&id).await["status"], "available");
+}
+
+/// A reservation that ended with buyers waiting is handed to the next of them: its
+/// cancellation leaves the ticket reserved, and the next order takes it over even
+/// before its lock replaces the hand-over mark.
+#[tokio::test]
+async fn a_ticket_handed_to_the_next_buyer_in_line_never_shows_available() {
+    let app = spawn_app().await;
+    let id = id_of(&app.listed(&new_user(), "Gig", 10.0).await);
+    let (ended, next) = (testing::new_user_id(), testing::new_user_id());
+    app.reserve(&id, &ended).await;
+    app.wait_for_status(&id, "reserved").await;
+    let mut conn = app.redis.clone();
+    let () = redis::AsyncCommands::zadd(&mut conn, app.locks.waitlist_key(&id), "buyer", 1)
+        .await
+        .unwrap();
+    let ending = app
+        .locks
+        .end(&id, &ended, &next, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert!(matches!(ending, Ending::HandingOver(_)), "{ending:?}");
+
+    app.publish(order_cancelled(&id, &ended)).await;
+    // A cancellation published after it on the same stream has been handled.
+    let marker = id_of(&app.listed(&new_user(), "marker", 1.0).await);
+    let marker_order = testing::new_user_id();
+    app.reserve(&marker, &marker_order).await;
+    app.wait_for_status(&marker, "reserved").await;
+    app.locks.release(&marker, &marker_order).await.unwrap();
+    app.publish(order_cancelled(&marker, &marker_order)).await;
+    app.wait_for_status(&marker, "available").await;
+    let t = app.ticket(&id).await;
+    assert_eq!(
+        (t["status"].as_str(), t["orderId"].as_str()),
+        (Some("reserved"), Some(ended.as_str()))
+    );
+
+    app.publish(order_created(&id, &next)).await;
+    testing::eventually("the next order holds the ticket", 5, async || {
+        app.ticket(&id).await["orderId"] == next
+    })
+    .await;
+    assert_eq!(app.ticket(&id).await["status"], "reserved");
 }

@@ -27,8 +27,8 @@ async fn the_seller_can_update_title_and_price() {
     assert_eq!(events.len(), 1);
     let e: TicketUpdated = events[0].decode().unwrap();
     assert_eq!(
-        (e.version, e.price.cents(), e.status.as_str()),
-        (1, 1250, "available")
+        (e.version, e.price.cents(), e.status.as_str(), e.edited),
+        (1, 1250, "available", true)
     );
 }
 

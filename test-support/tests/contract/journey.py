@@ -1,5 +1,6 @@
 """A whole journey through clients generated from the committed OpenAPI documents only:
-sign up, list, order, pay, see the history, cancel, and a stale edit refused with 412.
+sign up, list, order, pay, see the history, wait in line for a held ticket and get it when
+its holder cancels, and a stale edit refused with 412.
 
 Run by test-support/tests/contract.rs with the generated packages on PYTHONPATH and each
 service's origin in AUTH_URL, TICKETS_URL, ORDERS_URL, PAYMENTS_URL. Every answer is parsed
@@ -16,7 +17,22 @@ from ticketing_auth.api.users import signup
 from ticketing_auth.models import Credentials, Session
 from ticketing_orders import AuthenticatedClient as OrdersClient
 from ticketing_orders.api.orders import cancel_order, create_order, get_order, list_orders
-from ticketing_orders.models import NewOrder, Order, OrderPage, OrderStatus
+from ticketing_orders.api.waitlist import (
+    get_waitlist_entry,
+    join_waitlist,
+    leave_waitlist,
+    list_waitlist,
+)
+from ticketing_orders.models import (
+    JoinWaitlist,
+    NewOrder,
+    Order,
+    OrderPage,
+    OrderSource,
+    OrderStatus,
+    WaitlistEntry,
+    WaitlistPage,
+)
 from ticketing_payments import AuthenticatedClient as PaymentsClient
 from ticketing_payments.api.payments import create_payment, get_payment, list_payments
 from ticketing_payments.models import Payment, PaymentPage, PaymentRequest, PaymentStatus
@@ -56,10 +72,11 @@ def sign_up():
 
 
 def main():
-    seller, buyer = sign_up(), sign_up()
+    seller, buyer, waiter = sign_up(), sign_up(), sign_up()
     tickets = TicketsClient(base_url=URL["tickets"], token=seller)
     public = PublicTicketsClient(base_url=URL["tickets"])
     orders = OrdersClient(base_url=URL["orders"], token=buyer)
+    waiting = OrdersClient(base_url=URL["orders"], token=waiter)
     payments = PaymentsClient(base_url=URL["payments"], token=buyer)
 
     def listed(title):
@@ -124,8 +141,39 @@ def main():
     check(completed.payment_id == settled.id, "the order names its payment")
 
     second = eventually("ordering the encore", lambda: order(encore))
+    check(second.source == OrderSource.DIRECT, "an order placed directly says so")
+    joined = join_waitlist.sync_detailed(client=waiting, body=JoinWaitlist(ticket_id=encore.id))
+    check(
+        joined.status_code == 201 and isinstance(joined.parsed, WaitlistEntry),
+        "another buyer joins the line for the held ticket",
+    )
+    check(joined.parsed.position == 1, "first in line")
+    again = join_waitlist.sync_detailed(client=waiting, body=JoinWaitlist(ticket_id=encore.id))
+    check(again.status_code == 200 and again.parsed.position == 1, "joining twice is the same entry")
+    place = get_waitlist_entry.sync_detailed(encore.id, client=waiting)
+    check(isinstance(place.parsed, WaitlistEntry) and place.parsed.position == 1, "read one place")
+    lines = list_waitlist.sync_detailed(client=waiting)
+    check(
+        isinstance(lines.parsed, WaitlistPage)
+        and [e.ticket_id for e in lines.parsed.items] == [encore.id],
+        "the line is listed",
+    )
     cancelled = cancel_order.sync_detailed(second.id, client=orders)
     check(cancelled.status_code == 204, "cancel")
+
+    def handed_over():
+        mine = list_orders.sync_detailed(client=waiting).parsed
+        return next((o for o in mine.items if o.ticket.id == encore.id), None)
+
+    handed = eventually("the cancelled ticket going to the first in line", handed_over)
+    check(
+        handed.status == OrderStatus.CREATED and handed.source == OrderSource.WAITLIST,
+        "the waiter holds the ticket, from the waiting list",
+    )
+    gone = get_waitlist_entry.sync_detailed(encore.id, client=waiting)
+    check(gone.status_code == 404, "served, the waiter is out of the line")
+    left = leave_waitlist.sync_detailed(encore.id, client=waiting)
+    check(left.status_code == 204, "leaving a line one is not in is fine")
     history = list_orders.sync_detailed(client=orders)
     check(isinstance(history.parsed, OrderPage), "history parses as a page")
     states = {o.id: o.status for o in history.parsed.items}

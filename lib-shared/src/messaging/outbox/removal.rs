@@ -1,10 +1,11 @@
-//! Removing published events from their documents, many at once. While one removal write
-//! is under way the next ones queue, and then go out together as one `update_many` per
-//! collection, so under load the outbox's clean-up costs a fraction of a write per event.
+//! Removing published events from their documents, many at once. The first removal waits
+//! `GATHER` for others, and while one removal write is under way the next ones queue; each
+//! batch goes out as one `update_many` per collection, so even at a few events per second
+//! the outbox's clean-up costs a fraction of a write per event.
 //! A removal lost to a crash only means the relay publishes those events again, with
 //! their ids, which every consumer already treats as a duplicate.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, time::Duration};
 
 use mongodb::{
     Database,
@@ -16,6 +17,10 @@ use super::FIELD;
 
 /// Most documents cleared by one write.
 const MAX_BATCH: usize = 500;
+
+/// How long a published event may stay in its document waiting for company. Far below
+/// the relay's grace, so the relay does not publish it again meanwhile.
+const GATHER: Duration = Duration::from_millis(250);
 
 pub(super) struct Removal {
     pub collection: String,
@@ -45,10 +50,15 @@ impl Remover {
 async fn run(db: Database, mut waiting: mpsc::UnboundedReceiver<Removal>) {
     while let Some(first) = waiting.recv().await {
         let mut batch = vec![first];
+        let gathered = tokio::time::sleep(GATHER);
+        tokio::pin!(gathered);
         while batch.len() < MAX_BATCH {
-            match waiting.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
+            tokio::select! {
+                next = waiting.recv() => match next {
+                    Some(next) => batch.push(next),
+                    None => break,
+                },
+                () = &mut gathered => break,
             }
         }
         let mut by_collection: HashMap<String, (Vec<ObjectId>, Vec<String>)> = HashMap::new();
