@@ -16,31 +16,38 @@ impl Listings {
     pub async fn reserve(&self, e: OrderCreated) -> anyhow::Result<()> {
         // A late event for an order whose lock already lapsed must not reserve the ticket.
         let holder = self.locks.holder(&e.ticket.id).await?;
-        let holds = match &holder {
-            Holder::Reserved(o) | Holder::Sold(o) => *o == e.id,
-            // Handed from the waiting list: its lock replaces the mark right after.
-            Holder::HandingOver { next } => next.as_deref() == Some(e.id.as_str()),
-            Holder::Free => false,
-        };
-        if !holds {
+        if !holds(&holder, &e.id) {
             tracing::info!(?holder, "order no longer holds the ticket; not reserving");
             return Ok(());
         }
         let until = DateTime::parse_from_rfc3339(&e.expires_at)
             .context("expiresAt is not RFC 3339")?
             .to_utc();
-        self.apply(&e.ticket.id, |t| {
-            if t.status == TicketStatus::Sold || t.order_id.as_deref() == Some(e.id.as_str()) {
-                return Decision::Keep;
-            }
-            Decision::Change(TicketRecord {
-                status: TicketStatus::Reserved,
-                order_id: Some(e.id.clone()),
-                reserved_until: Some(until),
-                ..t.clone()
+        let reserved = self
+            .apply(&e.ticket.id, |t| {
+                if t.status == TicketStatus::Sold || t.order_id.as_deref() == Some(e.id.as_str()) {
+                    return Decision::Keep;
+                }
+                Decision::Change(TicketRecord {
+                    status: TicketStatus::Reserved,
+                    order_id: Some(e.id.clone()),
+                    reserved_until: Some(until),
+                    ..t.clone()
+                })
             })
-        })
-        .await
+            .await?;
+        // The order may have been cancelled between the check above and the write, its
+        // `order:cancelled` handled meanwhile (by another replica, or in the same batch)
+        // and finding nothing to free. A cancel that ends the lock after this second look
+        // finds the reservation written, so between them nothing is left reserved.
+        if reserved {
+            let holder = self.locks.holder(&e.ticket.id).await?;
+            if !holds(&holder, &e.id) && !matches!(holder, Holder::HandingOver { .. }) {
+                tracing::info!(?holder, "order lost the ticket while reserving; freeing it");
+                self.free_from(&e.ticket.id, &e.id).await?;
+            }
+        }
+        Ok(())
     }
 
     /// The reservation lasts longer (the buyer is authenticating a payment), so a lock
@@ -61,7 +68,8 @@ impl Listings {
                 ..t.clone()
             })
         })
-        .await
+        .await?;
+        Ok(())
     }
 
     #[tracing::instrument(skip_all, fields(order_id = %e.id, ticket_id = %e.ticket.id))]
@@ -72,10 +80,14 @@ impl Listings {
             tracing::info!("ticket handed to the next buyer in line; not released");
             return Ok(());
         }
-        // Only the order that holds the ticket can free it: a late cancel of an older
-        // order leaves a newer reservation alone.
-        self.apply(&e.ticket.id, |t| {
-            if t.status != TicketStatus::Reserved || t.order_id.as_deref() != Some(e.id.as_str()) {
+        self.free_from(&e.ticket.id, &e.id).await
+    }
+
+    /// Only the order that holds the ticket can free it: a late cancel of an older order
+    /// leaves a newer reservation alone.
+    async fn free_from(&self, ticket_id: &str, order_id: &str) -> anyhow::Result<()> {
+        self.apply(ticket_id, |t| {
+            if t.status != TicketStatus::Reserved || t.order_id.as_deref() != Some(order_id) {
                 return Decision::Keep;
             }
             Decision::Change(TicketRecord {
@@ -85,7 +97,8 @@ impl Listings {
                 ..t.clone()
             })
         })
-        .await
+        .await?;
+        Ok(())
     }
 
     #[tracing::instrument(skip_all, fields(order_id = %e.id, ticket_id = %e.ticket.id))]
@@ -104,22 +117,37 @@ impl Listings {
                 ..t.clone()
             })
         })
-        .await
+        .await?;
+        Ok(())
     }
 
+    /// Whether the ticket changed.
     async fn apply(
         &self,
         ticket_id: &str,
         decide: impl FnMut(&TicketRecord) -> Decision,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<bool> {
         let id = parse_id(ticket_id).context("malformed ticket id in event")?;
         match store::change(&self.db, &self.outbox, id, true, decide).await? {
-            store::Outcome::Changed(t) => self.cache.changed(&t).await,
+            store::Outcome::Changed(t) => {
+                self.cache.changed(&t).await;
+                return Ok(true);
+            }
             store::Outcome::NotFound => {
                 tracing::warn!(%ticket_id, "event for an unknown ticket ignored")
             }
             _ => {}
         }
-        Ok(())
+        Ok(false)
+    }
+}
+
+/// Whether the lock names this order as its holder (or as the next buyer of a hand-over,
+/// whose lock replaces the mark right after).
+fn holds(holder: &Holder, order_id: &str) -> bool {
+    match holder {
+        Holder::Reserved(o) | Holder::Sold(o) => o == order_id,
+        Holder::HandingOver { next } => next.as_deref() == Some(order_id),
+        Holder::Free => false,
     }
 }

@@ -1,6 +1,7 @@
 mod cache;
 mod create;
 mod events;
+mod faults;
 mod helpers;
 mod list;
 mod locks;
