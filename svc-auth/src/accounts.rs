@@ -78,12 +78,14 @@ impl Accounts {
         &self,
         email: &Email,
         password: String,
-    ) -> anyhow::Result<Option<UserRecord>> {
+    ) -> Result<Option<UserRecord>, DependencyError> {
         let user = store::find_by_email(&self.db, email).await?;
         let stored = user
             .as_ref()
             .map_or_else(|| self.decoy_hash.clone(), |u| u.password_hash.clone());
-        let matches = credentials::verify(password, stored).await?;
+        let matches = credentials::verify(password, stored)
+            .await
+            .map_err(DependencyError::Unexpected)?;
         Ok(user.filter(|_| matches))
     }
 

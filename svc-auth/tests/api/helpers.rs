@@ -30,16 +30,29 @@ pub async fn spawn_app_with(
     limits: SigninLimits,
     trusted_proxies: &str,
 ) -> TestApp {
+    spawn_settings(test_settings(redis_url, limits, trusted_proxies)).await
+}
+
+/// A test's own database and Redis prefix, with these limits and `TRUSTED_PROXIES`.
+pub fn test_settings(
+    redis_url: Option<String>,
+    limits: SigninLimits,
+    trusted_proxies: &str,
+) -> Settings {
     let mut common = testing::settings("auth", redis_url);
     common.trusted_proxies =
         lib_shared::http::client_address::TrustedProxies::parse(trusted_proxies).unwrap();
-    let settings = Settings {
+    Settings {
         common,
         jwt_private_key: lib_shared::runtime::config::Secret(testing::TEST_PRIVATE_KEY.into()),
         token_ttl: Duration::from_secs(3600),
         cookie_secure: false,
         limits,
-    };
+    }
+}
+
+/// Runs the real application with exactly these settings.
+pub async fn spawn_settings(settings: Settings) -> TestApp {
     let app = Application::build(settings.clone())
         .await
         .expect("application builds");

@@ -1,9 +1,14 @@
 use std::time::Duration;
 
-use lib_shared::testing::RedisServer;
+use lib_shared::{
+    runtime::config::Secret,
+    testing::{RedisServer, ServerProcess},
+};
 use reqwest::StatusCode;
 
-use crate::helpers::spawn_app_on;
+use svc_auth::settings::SigninLimits;
+
+use crate::helpers::{assert_error, spawn_app_on, spawn_settings, test_settings, unique_email};
 
 async fn ready_status(app: &crate::helpers::TestApp) -> StatusCode {
     app.client
@@ -77,4 +82,27 @@ async fn ready_answers_503_while_redis_is_down_and_200_once_it_is_back() {
         app.me_with_bearer(&token).await["currentUser"]["email"],
         email
     );
+}
+
+#[tokio::test]
+async fn sign_up_and_sign_in_answer_503_while_mongodb_is_down() {
+    let mongo = ServerProcess::mongodb();
+    let mut settings = test_settings(None, SigninLimits::default(), "");
+    settings.common.mongodb_uri = Secret(mongo.mongodb_uri());
+    let app = spawn_settings(settings).await;
+    let email = unique_email();
+    assert_eq!(
+        app.signup(&email, "correct horse battery").await.status(),
+        StatusCode::CREATED
+    );
+
+    drop(mongo);
+    for response in [
+        app.signin(&email, "correct horse battery").await,
+        app.signin(&email, "a wrong password").await,
+        app.signup(&unique_email(), "correct horse battery").await,
+    ] {
+        assert!(response.headers().contains_key("retry-after"));
+        assert_error(response, StatusCode::SERVICE_UNAVAILABLE).await;
+    }
 }
