@@ -5,7 +5,7 @@ use std::{sync::Arc, time::Duration};
 use lib_shared::{
     messaging::bus::{ConsumerConfig, Handler, Publisher, spawn_consumer},
     messaging::events::{Envelope, ExpirationComplete, stream_key},
-    messaging::outbox::Outbox,
+    messaging::outbox::{Outbox, Written},
     testing,
 };
 use mongodb::bson::{doc, oid::ObjectId};
@@ -357,5 +357,156 @@ async fn published_events_leave_their_documents_in_a_few_batched_writes() {
     assert!(
         updates < n / 2,
         "{updates} writes cleared {n} documents: removals should share writes"
+    );
+}
+
+/// Waits until no document of the collection holds an event.
+async fn outboxes_emptied(collection: &mongodb::Collection<mongodb::bson::Document>) {
+    testing::eventually("every outbox emptied", 10, async || {
+        collection
+            .count_documents(doc! { "outbox.0": { "$exists": true } })
+            .await
+            .unwrap()
+            == 0
+    })
+    .await;
+}
+
+fn numbered(i: i32) -> Envelope {
+    Envelope::new(&ExpirationComplete {
+        order_id: format!("o{i}"),
+    })
+}
+
+#[tokio::test]
+async fn concurrent_guarded_updates_share_write_commands_and_each_applies_once() {
+    let s = setup();
+    let (mongo_uri, _) = testing::test_servers();
+    let client = mongodb::Client::with_uri_str(&mongo_uri).await.unwrap();
+    let name = testing::unique_name("grouped");
+    let db = client.database(&name);
+    let orders = db.collection::<mongodb::bson::Document>("orders");
+    let outbox = Outbox::new(db.clone(), s.publisher.clone(), &["orders"]);
+    let n = 120;
+    let ids: Vec<ObjectId> = (0..n).map(|_| ObjectId::new()).collect();
+    for (i, id) in ids.iter().enumerate() {
+        let record = doc! { "_id": id, "version": 0, "n": i as i32 };
+        orders.insert_one(record).await.unwrap();
+    }
+    let (_, before) = writes_on(&client, &format!("{name}.orders")).await;
+
+    // Every document once with its right guard; the first ten a second time with the same
+    // (soon stale) guard; ten more with a guard that was never right.
+    let mut updates = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        updates.push((*id, 0, i as i32));
+    }
+    for (i, id) in ids.iter().take(10).enumerate() {
+        updates.push((*id, 0, 1000 + i as i32));
+    }
+    for (i, id) in ids.iter().skip(10).take(10).enumerate() {
+        updates.push((*id, 7, 2000 + i as i32));
+    }
+    let writes = updates.iter().map(|&(id, version, mark)| {
+        let outbox = outbox.clone();
+        async move {
+            let update = doc! { "$set": { "version": version + 1, "mark": mark } };
+            let written = outbox
+                .update_grouped(
+                    "orders",
+                    id,
+                    doc! { "version": version },
+                    update,
+                    vec![numbered(mark)],
+                )
+                .await
+                .unwrap();
+            (id, mark, written)
+        }
+    });
+    let results = futures::future::join_all(writes).await;
+    outboxes_emptied(&orders).await;
+
+    let done: Vec<_> = results.iter().filter(|r| r.2 == Written::Done).collect();
+    assert_eq!(done.len(), n, "one update per document applied");
+    for (id, mark, _) in &done {
+        let stored = orders.find_one(doc! { "_id": id }).await.unwrap().unwrap();
+        assert_eq!(
+            stored.get_i32("mark").unwrap(),
+            *mark,
+            "{id}: the applied one is stored"
+        );
+        assert_eq!(stored.get_i32("version").unwrap(), 1);
+    }
+    assert!(
+        results
+            .iter()
+            .filter(|r| r.1 >= 2000)
+            .all(|r| r.2 == Written::Stale),
+        "a guard that never matched is stale"
+    );
+    // Exactly the applied updates' events reached the stream.
+    let mut published: Vec<String> = s
+        .entries("expiration:complete")
+        .await
+        .ids
+        .iter()
+        .map(|e| {
+            let data = redis::from_redis_value_ref::<String>(&e.map["data"]).unwrap();
+            serde_json::from_str::<serde_json::Value>(&data).unwrap()["orderId"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    published.sort();
+    let mut expected: Vec<String> = done.iter().map(|r| format!("o{}", r.1)).collect();
+    expected.sort();
+    assert_eq!(published, expected);
+
+    let (_, after) = writes_on(&client, &format!("{name}.orders")).await;
+    let commands = after - before;
+    assert!(
+        commands < (updates.len() / 4) as i64,
+        "{commands} update commands for {} updates (their event removals included)",
+        updates.len()
+    );
+}
+
+/// Events whose writes took longer than the relay's grace (a loaded server) are still
+/// published once: the relay leaves what this process's writers flush to them.
+#[tokio::test]
+async fn events_written_late_are_published_once_while_the_relay_runs() {
+    let s = setup();
+    let (mongo_uri, _) = testing::test_servers();
+    let client = mongodb::Client::with_uri_str(&mongo_uri).await.unwrap();
+    let db = client.database(&testing::unique_name("late"));
+    let orders = db.collection::<mongodb::bson::Document>("orders");
+    let outbox = Outbox::new(db.clone(), s.publisher.clone(), &["orders"]);
+    outbox
+        .clone()
+        .spawn_relay(Duration::from_millis(25), s.shutdown.clone());
+    let n = 100;
+    let old = (chrono::Utc::now() - chrono::TimeDelta::seconds(5))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let writes = (0..n).map(|i| {
+        let (outbox, old) = (outbox.clone(), old.clone());
+        async move {
+            let id = ObjectId::new();
+            let mut event = numbered(i);
+            event.occurred_at = old;
+            outbox
+                .insert_with_events("orders", id, &doc! { "_id": id }, vec![event])
+                .await
+                .unwrap()
+        }
+    });
+    futures::future::join_all(writes).await;
+    outboxes_emptied(&orders).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        s.entries("expiration:complete").await.ids.len(),
+        n as usize,
+        "each event published once"
     );
 }

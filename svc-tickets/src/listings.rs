@@ -22,6 +22,8 @@ pub struct Listings {
     outbox: Outbox,
     cache: TicketCache,
     locks: Locks,
+    /// Present while the locks in Redis are whole (see `lock_rebuild`).
+    locks_marker: String,
 }
 
 /// Why an edit was refused.
@@ -43,12 +45,19 @@ pub enum EditError {
 }
 
 impl Listings {
-    pub fn new(db: Database, outbox: Outbox, cache: TicketCache, locks: Locks) -> Self {
+    pub fn new(
+        db: Database,
+        outbox: Outbox,
+        cache: TicketCache,
+        locks: Locks,
+        locks_marker: String,
+    ) -> Self {
         Self {
             db,
             outbox,
             cache,
             locks,
+            locks_marker,
         }
     }
 
@@ -127,7 +136,7 @@ impl Listings {
         price: Price,
     ) -> Result<TicketRecord, EditError> {
         let mut refusal = None;
-        let outcome = store::change(&self.db, &self.outbox, id, false, |t| {
+        let outcome = store::change(&self.db, &self.outbox, id, store::Via::Request, |t| {
             refusal = edit_refusal(t, seller, based_on);
             if refusal.is_some() {
                 return Decision::Keep;

@@ -34,6 +34,7 @@ impl Application {
             outbox.clone(),
             cache,
             infra.locks.clone(),
+            lock_rebuild::marker(&infra.prefix),
         ));
         if let Err(e) = store::ensure_indexes(&infra.mongo).await {
             tracing::warn!(error = %e, "creating indexes failed; listing works without them");

@@ -198,13 +198,23 @@ pub enum Outcome {
     Conflict,
 }
 
+/// Who asks for a change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// A seller's edit: written at once, and a lost race is the caller's answer (409).
+    Request,
+    /// An order event: re-read and decided again after a lost race, and written together
+    /// with the other events' changes under way (one write command for many).
+    Event,
+}
+
 /// Applies `decide` to the current ticket and stores the result only if nobody changed
-/// the ticket meanwhile; with `retry`, re-reads and decides again after losing a race.
+/// the ticket meanwhile.
 pub async fn change(
     db: &Database,
     outbox: &Outbox,
     id: ObjectId,
-    retry: bool,
+    via: Via,
     mut decide: impl FnMut(&TicketRecord) -> Decision,
 ) -> Result<Outcome, DependencyError> {
     for _ in 0..20 {
@@ -222,13 +232,23 @@ pub async fn change(
             bson::to_document(&next).map_err(|e| DependencyError::Unexpected(e.into()))?;
         set.remove("_id");
         let guard = doc! { "version": current.version };
-        let written = outbox
-            .update_with_events(COLLECTION, id, guard, doc! { "$set": set }, vec![event])
-            .await?;
+        let update = doc! { "$set": set };
+        let written = match via {
+            Via::Request => {
+                outbox
+                    .update_with_events(COLLECTION, id, guard, update, vec![event])
+                    .await?
+            }
+            Via::Event => {
+                outbox
+                    .update_grouped(COLLECTION, id, guard, update, vec![event])
+                    .await?
+            }
+        };
         if written == Written::Done {
             return Ok(Outcome::Changed(next));
         }
-        if !retry {
+        if via == Via::Request {
             return Ok(Outcome::Conflict);
         }
     }

@@ -336,6 +336,22 @@ impl Locks {
         Ok(Holder::from_value(value))
     }
 
+    /// The lock's holder, or `None` when `marker` is missing: Redis lost its data and
+    /// the lock may only be missing until it is rebuilt. One round trip.
+    pub async fn holder_if_kept(
+        &self,
+        ticket_id: &str,
+        marker: &str,
+    ) -> Result<Option<Holder>, DependencyError> {
+        let mut conn = self.redis.clone();
+        let (value, kept): (Option<String>, bool) = redis::pipe()
+            .get(lock_key(&self.prefix, ticket_id))
+            .exists(marker)
+            .query_async(&mut conn)
+            .await?;
+        Ok(kept.then(|| Holder::from_value(value)))
+    }
+
     /// A hand-over mark on the ticket's lock and how long it has left, if any.
     pub async fn mark(&self, ticket_id: &str) -> Result<Option<(Mark, Duration)>, DependencyError> {
         let mut conn = self.redis.clone();

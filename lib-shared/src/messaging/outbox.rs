@@ -3,10 +3,15 @@
 //! relayed to Redis and removed. A crash between the write and the publish only delays
 //! the event until the relay finds it.
 
+mod grouped;
 mod relay;
 mod removal;
 
-use std::time::Duration;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 
 use mongodb::{
     Database,
@@ -23,7 +28,9 @@ use crate::{
 pub const FIELD: &str = "outbox";
 
 /// Events younger than this are left to the writer's own flush, so the relay does not
-/// publish them a second time while that flush is under way.
+/// publish them a second time while that flush is under way. Within one process the
+/// relay also leaves alone whatever its writers are still flushing (`Flushing`), however
+/// long their writes took; this bound is for other replicas' relays.
 pub const RELAY_GRACE: Duration = Duration::from_secs(1);
 
 /// How often the waiting-events gauge is brought up to date.
@@ -53,6 +60,60 @@ pub enum Written {
     Duplicate,
 }
 
+/// The events this process is writing, publishing or clearing, and when each was let go.
+/// A relay pass leaves alone what is held and what was let go after the pass began: its
+/// read of the documents may predate the clearing.
+#[derive(Clone, Default)]
+struct Flushing(Arc<Mutex<HashMap<String, Option<Instant>>>>);
+
+impl Flushing {
+    fn hold(&self, events: &[Envelope]) -> Held {
+        let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
+        let mut set = self.0.lock().expect("flushing set");
+        for id in &ids {
+            set.insert(id.clone(), None);
+        }
+        Held {
+            flushing: self.clone(),
+            ids,
+        }
+    }
+
+    /// Starts a relay pass: forgets what was let go before it.
+    fn pass(&self) -> Instant {
+        let started = Instant::now();
+        let mut set = self.0.lock().expect("flushing set");
+        set.retain(|_, released| released.is_none_or(|at| at >= started));
+        started
+    }
+
+    /// Whether a relay pass begun at `started` leaves this event to its writer.
+    fn leaves(&self, id: &str, started: Instant) -> bool {
+        match self.0.lock().expect("flushing set").get(id) {
+            Some(None) => true,
+            Some(Some(released)) => *released >= started,
+            None => false,
+        }
+    }
+}
+
+/// Events a writer is still responsible for; let go when it is done with them (cleared,
+/// or left to the relay), also when the writer's own future is dropped.
+struct Held {
+    flushing: Flushing,
+    ids: Vec<String>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let now = Instant::now();
+        let mut set = self.flushing.0.lock().expect("flushing set");
+        for id in &self.ids {
+            set.insert(id.clone(), Some(now));
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Outbox {
     db: Database,
@@ -60,12 +121,16 @@ pub struct Outbox {
     collections: Vec<&'static str>,
     waiting: Option<IntGaugeVec>,
     remover: removal::Remover,
+    grouper: grouped::Grouper,
+    flushing: Flushing,
 }
 
 impl Outbox {
     pub fn new(db: Database, publisher: Publisher, collections: &[&'static str]) -> Self {
         Self {
             remover: removal::Remover::start(db.clone()),
+            grouper: grouped::Grouper::start(db.clone()),
+            flushing: Flushing::default(),
             db,
             publisher,
             collections: collections.to_vec(),
@@ -91,6 +156,7 @@ impl Outbox {
         let mut document =
             bson::to_document(record).map_err(|e| DependencyError::Unexpected(e.into()))?;
         document.insert(FIELD, to_bson(&events));
+        let held = self.flushing.hold(&events);
         let written = match self
             .db
             .collection::<Document>(collection)
@@ -108,7 +174,7 @@ impl Outbox {
             Err(e) => return Err(e.into()),
         };
         if written == Written::Done {
-            self.flush(collection, id, &events).await;
+            self.flush(collection, id, &events, held).await;
         }
         Ok(written)
     }
@@ -127,6 +193,7 @@ impl Outbox {
             update.insert("$push", push(&events));
         }
         guard.insert("_id", id);
+        let held = self.flushing.hold(&events);
         let written = match self
             .db
             .collection::<Document>(collection)
@@ -139,14 +206,51 @@ impl Outbox {
             Err(e) => return Err(e.into()),
         };
         if written == Written::Done && !events.is_empty() {
-            self.flush(collection, id, &events).await;
+            self.flush(collection, id, &events, held).await;
+        }
+        Ok(written)
+    }
+
+    /// `update_with_events` sent with whatever other grouped updates are waiting, as one
+    /// write command (at most `MAX_GROUP` statements, one per document): for paths that
+    /// change many documents at once, such as a consumer's projection. Each update still
+    /// applies only under its own guard, with its events in the same statement; it needs
+    /// at least one event, which is how an applied update is told from a stale one.
+    pub async fn update_grouped(
+        &self,
+        collection: &str,
+        id: ObjectId,
+        mut guard: Document,
+        mut update: Document,
+        events: Vec<Envelope>,
+    ) -> Result<Written, DependencyError> {
+        if events.is_empty() {
+            return Err(DependencyError::Unexpected(anyhow::anyhow!(
+                "a grouped update of {id} in {collection} carries no event"
+            )));
+        }
+        update.insert("$push", push(&events));
+        guard.insert("_id", id);
+        let held = self.flushing.hold(&events);
+        let written = self
+            .grouper
+            .update(grouped::Update {
+                collection: collection.to_string(),
+                id,
+                filter: guard,
+                update,
+                events: events.iter().map(|e| e.id.clone()).collect(),
+            })
+            .await?;
+        if written == Written::Done {
+            self.flush(collection, id, &events, held).await;
         }
         Ok(written)
     }
 
     /// Publishes events just written with a document, then has them cleared from it
     /// with others' (one write for many). On failure the relay publishes them later.
-    pub async fn flush(&self, collection: &str, id: ObjectId, events: &[Envelope]) {
+    async fn flush(&self, collection: &str, id: ObjectId, events: &[Envelope], held: Held) {
         for event in events {
             if let Err(e) = self.publisher.publish(event).await {
                 tracing::warn!(%collection, %id, error = %e, "outbox flush failed; the relay will retry");
@@ -157,6 +261,7 @@ impl Outbox {
             collection: collection.to_string(),
             id,
             events: events.iter().map(|e| e.id.clone()).collect(),
+            held,
         });
     }
 

@@ -154,7 +154,7 @@ pub async fn republish(
 ) -> Result<(), DependencyError> {
     let update = doc! { "$set": { "updatedAt": bson::DateTime::now() } };
     outbox
-        .update_with_events(COLLECTION, order.id, doc! {}, update, vec![event])
+        .update_grouped(COLLECTION, order.id, doc! {}, update, vec![event])
         .await?;
     Ok(())
 }
@@ -196,7 +196,8 @@ pub async fn history(
 }
 
 /// Stores `next` (with its event) only if the order is still at `current`'s version.
-/// False when another change got there first.
+/// False when another change got there first. Grouped with other orders' changes under
+/// way: expiries and payments arrive in bursts.
 pub async fn replace(
     outbox: &Outbox,
     current: &OrderRecord,
@@ -211,7 +212,7 @@ pub async fn replace(
     }
     let guard = doc! { "version": current.version };
     let written = outbox
-        .update_with_events(COLLECTION, current.id, guard, update, vec![event])
+        .update_grouped(COLLECTION, current.id, guard, update, vec![event])
         .await?;
     Ok(written == Written::Done)
 }

@@ -39,10 +39,18 @@ impl Listings {
         // The order may have been cancelled between the check above and the write, its
         // `order:cancelled` handled meanwhile (by another replica, or in the same batch)
         // and finding nothing to free. A cancel that ends the lock after this second look
-        // finds the reservation written, so between them nothing is left reserved.
+        // finds the reservation written, so between them nothing is left reserved. A lock
+        // missing because Redis lost its data is not a cancel: the rebuild restores it
+        // from the reservation just written.
         if reserved {
-            let holder = self.locks.holder(&e.ticket.id).await?;
-            if !holds(&holder, &e.id) && !matches!(holder, Holder::HandingOver { .. }) {
+            let holder = self
+                .locks
+                .holder_if_kept(&e.ticket.id, &self.locks_marker)
+                .await?;
+            if let Some(holder) = holder
+                && !holds(&holder, &e.id)
+                && !matches!(holder, Holder::HandingOver { .. })
+            {
                 tracing::info!(?holder, "order lost the ticket while reserving; freeing it");
                 self.free_from(&e.ticket.id, &e.id).await?;
             }
@@ -128,7 +136,7 @@ impl Listings {
         decide: impl FnMut(&TicketRecord) -> Decision,
     ) -> anyhow::Result<bool> {
         let id = parse_id(ticket_id).context("malformed ticket id in event")?;
-        match store::change(&self.db, &self.outbox, id, true, decide).await? {
+        match store::change(&self.db, &self.outbox, id, store::Via::Event, decide).await? {
             store::Outcome::Changed(t) => {
                 self.cache.changed(&t).await;
                 return Ok(true);

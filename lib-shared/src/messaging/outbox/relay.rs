@@ -40,6 +40,7 @@ impl Outbox {
         let cutoff =
             (chrono::Utc::now() - age).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let mut published = 0;
+        let started = self.flushing.pass();
         for collection in &self.collections {
             let mut cursor = self
                 .db
@@ -52,13 +53,18 @@ impl Outbox {
                 let Ok(id) = document.get_object_id("_id") else {
                     continue;
                 };
+                // What this process's writers still flush is theirs to publish.
                 let events: Vec<Envelope> = match document.get_array(FIELD) {
                     Ok(items) => items
                         .iter()
-                        .filter_map(|b| bson::from_bson(b.clone()).ok())
+                        .filter_map(|b| bson::from_bson::<Envelope>(b.clone()).ok())
+                        .filter(|e| !self.flushing.leaves(&e.id, started))
                         .collect(),
                     Err(_) => continue,
                 };
+                if events.is_empty() {
+                    continue;
+                }
                 self.publish_and_clear(collection, id, &events).await?;
                 published += events.len();
             }

@@ -13,7 +13,7 @@ use mongodb::{
 };
 use tokio::sync::mpsc;
 
-use super::FIELD;
+use super::{FIELD, Held};
 
 /// Most documents cleared by one write.
 const MAX_BATCH: usize = 500;
@@ -26,6 +26,8 @@ pub(super) struct Removal {
     pub collection: String,
     pub id: ObjectId,
     pub events: Vec<String>,
+    /// Kept from the relay until the removal is done (or has failed).
+    pub held: Held,
 }
 
 #[derive(Clone)]
@@ -62,10 +64,12 @@ async fn run(db: Database, mut waiting: mpsc::UnboundedReceiver<Removal>) {
             }
         }
         let mut by_collection: HashMap<String, (Vec<ObjectId>, Vec<String>)> = HashMap::new();
+        let mut held = Vec::with_capacity(batch.len());
         for removal in batch {
             let (ids, events) = by_collection.entry(removal.collection).or_default();
             ids.push(removal.id);
             events.extend(removal.events);
+            held.push(removal.held);
         }
         for (collection, (ids, events)) in by_collection {
             // Event ids are unique, so pulling all of them from every document of the

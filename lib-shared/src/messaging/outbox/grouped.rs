@@ -1,0 +1,217 @@
+//! Guarded single-document updates sent together. While one `update` command is at the
+//! server the next updates queue, and then all of them go as one command with a statement
+//! each: at low load every update goes alone and at once, under load one write carries
+//! many (group commit). Each statement keeps its own guard, so each update applies or not
+//! exactly as it would alone; the server's count of matches tells which did, and where it
+//! is short, the updates' own events (unique ids, pushed by the same statement) do.
+
+use std::collections::{HashSet, VecDeque};
+
+use mongodb::{
+    Database,
+    bson::{Bson, Document, doc, oid::ObjectId},
+};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{FIELD, Written};
+use crate::http::error::DependencyError;
+
+/// Most statements in one command.
+pub(super) const MAX_GROUP: usize = 100;
+
+pub(super) struct Update {
+    pub collection: String,
+    pub id: ObjectId,
+    /// The guard, `_id` included.
+    pub filter: Document,
+    pub update: Document,
+    /// Ids of the events the update pushes into the document's outbox.
+    pub events: Vec<String>,
+}
+
+struct Queued {
+    update: Update,
+    reply: oneshot::Sender<Result<Written, DependencyError>>,
+}
+
+#[derive(Clone)]
+pub(super) struct Grouper {
+    queue: mpsc::UnboundedSender<Queued>,
+}
+
+impl Grouper {
+    /// Runs until every `Grouper` clone is gone and the queue is drained.
+    pub(super) fn start(db: Database) -> Self {
+        let (queue, waiting) = mpsc::unbounded_channel();
+        tokio::spawn(run(db, waiting));
+        Self { queue }
+    }
+
+    pub(super) async fn update(&self, update: Update) -> Result<Written, DependencyError> {
+        let (reply, answer) = oneshot::channel();
+        let gone = || DependencyError::Unavailable(anyhow::anyhow!("the service is stopping"));
+        self.queue
+            .send(Queued { update, reply })
+            .map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+}
+
+async fn run(db: Database, mut waiting: mpsc::UnboundedReceiver<Queued>) {
+    // Updates of a document already in the group wait for the next one: two guarded
+    // statements on one document in one command would race each other.
+    let mut later: VecDeque<Queued> = VecDeque::new();
+    loop {
+        if later.is_empty() {
+            match waiting.recv().await {
+                Some(first) => later.push_back(first),
+                None => return,
+            }
+        }
+        while let Ok(next) = waiting.try_recv() {
+            later.push_back(next);
+        }
+        let (group, collection) = take_group(&mut later);
+        send(&db, &collection, group).await;
+    }
+}
+
+/// The oldest update's collection, and up to `MAX_GROUP` updates of it, one per document.
+fn take_group(queue: &mut VecDeque<Queued>) -> (Vec<Queued>, String) {
+    let collection = queue[0].update.collection.clone();
+    let mut seen = HashSet::new();
+    let mut group = Vec::new();
+    let mut rest = VecDeque::with_capacity(queue.len());
+    for queued in queue.drain(..) {
+        let u = &queued.update;
+        if group.len() < MAX_GROUP && u.collection == collection && seen.insert(u.id) {
+            group.push(queued);
+        } else {
+            rest.push_back(queued);
+        }
+    }
+    *queue = rest;
+    (group, collection)
+}
+
+async fn send(db: &Database, collection: &str, group: Vec<Queued>) {
+    let statements: Vec<Document> = group
+        .iter()
+        .map(|q| doc! { "q": q.update.filter.clone(), "u": q.update.update.clone() })
+        .collect();
+    let command = doc! { "update": collection, "updates": statements, "ordered": false };
+    let answer = match db.run_command(command).await {
+        Ok(answer) => answer,
+        Err(e) => {
+            for q in group {
+                let _ = q.reply.send(Err(e.clone().into()));
+            }
+            return;
+        }
+    };
+    let refused = write_errors(&answer);
+    let matched = count(&answer, "n");
+    let unsure = matched + refused.len() < group.len();
+    let applied = if unsure {
+        carrying_events(db, collection, &group).await
+    } else {
+        Ok(HashSet::new())
+    };
+    for (i, q) in group.into_iter().enumerate() {
+        let written = match refused.iter().find(|(at, _)| *at == i) {
+            Some((_, 11000)) => Ok(Written::Duplicate),
+            Some((_, code)) => Err(DependencyError::Unexpected(anyhow::anyhow!(
+                "update of {} in {collection} refused with code {code}",
+                q.update.id
+            ))),
+            None if !unsure => Ok(Written::Done),
+            None => match &applied {
+                Ok(ids) if ids.contains(&q.update.id) => Ok(Written::Done),
+                Ok(_) => Ok(Written::Stale),
+                Err(e) => Err(same_kind(e)),
+            },
+        };
+        let _ = q.reply.send(written);
+    }
+}
+
+/// The documents of `group` that hold one of its events: those whose update applied. An
+/// event cleared meanwhile reads as not applied, which only makes its writer look again
+/// and find its change made.
+async fn carrying_events(
+    db: &Database,
+    collection: &str,
+    group: &[Queued],
+) -> Result<HashSet<ObjectId>, DependencyError> {
+    let ids: Vec<ObjectId> = group.iter().map(|q| q.update.id).collect();
+    let events: Vec<&str> = group
+        .iter()
+        .flat_map(|q| q.update.events.iter().map(String::as_str))
+        .collect();
+    let mut cursor = db
+        .collection::<Document>(collection)
+        .find(doc! { "_id": { "$in": ids }, format!("{FIELD}.id"): { "$in": events } })
+        .projection(doc! { "_id": 1, format!("{FIELD}.id"): 1 })
+        .await?;
+    let mut found = HashSet::new();
+    while cursor.advance().await? {
+        let document = cursor.deserialize_current()?;
+        let Ok(id) = document.get_object_id("_id") else {
+            continue;
+        };
+        let held: HashSet<&str> = document
+            .get_array(FIELD)
+            .map(|events| {
+                events
+                    .iter()
+                    .filter_map(|e| e.as_document()?.get_str("id").ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mine = group
+            .iter()
+            .find(|q| q.update.id == id)
+            .is_some_and(|q| q.update.events.iter().any(|e| held.contains(e.as_str())));
+        if mine {
+            found.insert(id);
+        }
+    }
+    Ok(found)
+}
+
+/// One error for each writer of a group.
+fn same_kind(e: &DependencyError) -> DependencyError {
+    match e {
+        DependencyError::Unavailable(e) => DependencyError::Unavailable(anyhow::anyhow!("{e:#}")),
+        DependencyError::Unexpected(e) => DependencyError::Unexpected(anyhow::anyhow!("{e:#}")),
+    }
+}
+
+fn count(answer: &Document, field: &str) -> usize {
+    match answer.get(field) {
+        Some(Bson::Int32(n)) => usize::try_from(*n).unwrap_or(0),
+        Some(Bson::Int64(n)) => usize::try_from(*n).unwrap_or(0),
+        Some(Bson::Double(n)) => *n as usize,
+        _ => 0,
+    }
+}
+
+/// `(statement index, error code)` of every statement the server refused.
+fn write_errors(answer: &Document) -> Vec<(usize, i32)> {
+    let Ok(errors) = answer.get_array("writeErrors") else {
+        return Vec::new();
+    };
+    errors
+        .iter()
+        .filter_map(|e| {
+            let e = e.as_document()?;
+            let index = count(e, "index");
+            let code = match e.get("code")? {
+                Bson::Int32(c) => *c,
+                Bson::Int64(c) => *c as i32,
+                _ => return None,
+            };
+            Some((index, code))
+        })
+        .collect()
+}
