@@ -1,23 +1,29 @@
-//! Guarded single-document updates sent together. While one `update` command is at the
-//! server the next updates queue, and then all of them go as one command with a statement
+//! Guarded single-document updates sent together. While `IN_FLIGHT` `update` commands are
+//! at the server the next updates queue, and then all of them go as one command with a statement
 //! each: at low load every update goes alone and at once, under load one write carries
 //! many (group commit). Each statement keeps its own guard, so each update applies or not
 //! exactly as it would alone; the server's count of matches tells which did, and where it
 //! is short, the updates' own events (unique ids, pushed by the same statement) do.
 
-use std::collections::{HashSet, VecDeque};
+use std::{
+    collections::{HashSet, VecDeque},
+    sync::Arc,
+};
 
 use mongodb::{
     Database,
     bson::{Bson, Document, doc, oid::ObjectId},
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::{FIELD, Written};
 use crate::http::error::DependencyError;
 
 /// Most statements in one command.
 pub(super) const MAX_GROUP: usize = 100;
+
+/// Most commands at the server at once.
+const IN_FLIGHT: usize = 4;
 
 pub(super) struct Update {
     pub collection: String,
@@ -58,6 +64,9 @@ impl Grouper {
 }
 
 async fn run(db: Database, mut waiting: mpsc::UnboundedReceiver<Queued>) {
+    // A few commands at the server at once, so a write is not held behind another's
+    // round trip; updates gather while all of them are out.
+    let in_flight = Arc::new(Semaphore::new(IN_FLIGHT));
     // Updates of a document already in the group wait for the next one: two guarded
     // statements on one document in one command would race each other.
     let mut later: VecDeque<Queued> = VecDeque::new();
@@ -68,11 +77,18 @@ async fn run(db: Database, mut waiting: mpsc::UnboundedReceiver<Queued>) {
                 None => return,
             }
         }
+        let Ok(slot) = in_flight.clone().acquire_owned().await else {
+            return;
+        };
         while let Ok(next) = waiting.try_recv() {
             later.push_back(next);
         }
         let (group, collection) = take_group(&mut later);
-        send(&db, &collection, group).await;
+        let db = db.clone();
+        tokio::spawn(async move {
+            send(&db, &collection, group).await;
+            drop(slot);
+        });
     }
 }
 
