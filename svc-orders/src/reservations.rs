@@ -18,7 +18,7 @@ use lib_shared::{
 use mongodb::{Database, bson::oid::ObjectId};
 
 use crate::{
-    store::{self, InsertError, OrderRecord, OrderSource, OrderedTicket, TicketCopy, now},
+    store::{self, InsertError, OrderRecord, OrderSource, TicketCopy, now},
     waitlist::Waitlist,
 };
 
@@ -167,27 +167,8 @@ impl Reservations {
         if ticket.user_id == user_id {
             return Err(CreateError::OwnTicket);
         }
-        let now = now();
-        let order = OrderRecord {
-            id: order_id,
-            user_id: user_id.to_string(),
-            status: OrderStatus::Created,
-            ticket: OrderedTicket {
-                id: ticket.id.to_hex(),
-                title: ticket.title,
-                price_cents: ticket.price_cents,
-            },
-            expires_at: now + self.ttl,
-            created_at: now,
-            updated_at: now,
-            cancelled_at: None,
-            cancel_reason: None,
-            completed_at: None,
-            payment_id: None,
-            version: 0,
-            source: OrderSource::Direct,
-            active_ticket_id: Some(ticket.id.to_hex()),
-        };
+        let order =
+            OrderRecord::reserving(order_id, user_id, ticket, self.ttl, OrderSource::Direct);
         for attempt in 0..2 {
             match store::insert(&self.outbox, &order, created_event(&order)).await {
                 Ok(()) => {

@@ -28,7 +28,7 @@ use lib_shared::{
 use mongodb::bson::oid::ObjectId;
 
 use super::{Reservations, cancelled_event, created_event};
-use crate::store::{self, InsertError, OrderRecord, OrderSource, OrderedTicket, now};
+use crate::store::{self, InsertError, OrderRecord, OrderSource, now};
 
 /// A mark younger than this belongs to a hand-over still under way.
 const UNFINISHED_AFTER: Duration = Duration::from_secs(3);
@@ -136,27 +136,8 @@ impl Reservations {
         else {
             return Err(unexpected(format!("waited ticket {ticket_id} is unknown")));
         };
-        let now = now();
-        let order = OrderRecord {
-            id: order_id,
-            user_id: user_id.to_string(),
-            status: OrderStatus::Created,
-            ticket: OrderedTicket {
-                id: ticket_id.to_string(),
-                title: ticket.title,
-                price_cents: ticket.price_cents,
-            },
-            expires_at: now + self.ttl,
-            created_at: now,
-            updated_at: now,
-            cancelled_at: None,
-            cancel_reason: None,
-            completed_at: None,
-            payment_id: None,
-            version: 0,
-            source: OrderSource::Waitlist,
-            active_ticket_id: Some(ticket_id.to_string()),
-        };
+        let order =
+            OrderRecord::reserving(order_id, user_id, ticket, self.ttl, OrderSource::Waitlist);
         match store::insert(&self.outbox, &order, created_event(&order)).await {
             Ok(()) => Ok(true),
             Err(InsertError::TicketTaken) => {

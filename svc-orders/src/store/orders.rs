@@ -17,6 +17,8 @@ use mongodb::{
 };
 use serde::{Deserialize, Serialize};
 
+use super::{TicketCopy, now};
+
 pub const COLLECTION: &str = "orders";
 
 /// How the order came about: ordered directly, or handed to the buyer from the
@@ -118,6 +120,40 @@ fn index_not_found(e: &mongodb::error::Error) -> bool {
         *e.kind,
         mongodb::error::ErrorKind::Command(ref c) if c.code == 27 || c.code == 26
     )
+}
+
+impl OrderRecord {
+    /// A new `created` order for `ticket`, holding it for `window` from now.
+    pub fn reserving(
+        id: ObjectId,
+        user_id: &str,
+        ticket: TicketCopy,
+        window: std::time::Duration,
+        source: OrderSource,
+    ) -> Self {
+        let now = now();
+        let ticket_id = ticket.id.to_hex();
+        Self {
+            id,
+            user_id: user_id.to_string(),
+            status: OrderStatus::Created,
+            ticket: OrderedTicket {
+                id: ticket_id.clone(),
+                title: ticket.title,
+                price_cents: ticket.price_cents,
+            },
+            expires_at: now + window,
+            created_at: now,
+            updated_at: now,
+            cancelled_at: None,
+            cancel_reason: None,
+            completed_at: None,
+            payment_id: None,
+            version: 0,
+            source,
+            active_ticket_id: Some(ticket_id),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
