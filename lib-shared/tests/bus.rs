@@ -510,3 +510,109 @@ async fn events_written_late_are_published_once_while_the_relay_runs() {
         "each event published once"
     );
 }
+
+/// Holds the entry named `slow` until the gate opens; counts every other one.
+struct Gated {
+    fast: Arc<std::sync::atomic::AtomicUsize>,
+    gate: Arc<tokio::sync::Notify>,
+}
+
+impl Handler for Gated {
+    async fn handle(&self, event: &Envelope) -> anyhow::Result<()> {
+        let payload: ExpirationComplete = event.decode()?;
+        if payload.order_id == "slow" {
+            self.gate.notified().await;
+        } else {
+            self.fast.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_slow_event_does_not_hold_back_the_events_read_with_it() {
+    let s = setup();
+    s.publish("slow").await;
+    let n = 150;
+    for i in 0..n {
+        s.publish(&format!("fast-{i}")).await;
+    }
+    let fast = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let mut config = s.config("a");
+    // No reclaiming: only the reader may hand the entries over.
+    config.claim_idle = Duration::from_secs(60);
+    let handler = Arc::new(Gated {
+        fast: fast.clone(),
+        gate: gate.clone(),
+    });
+    spawn_consumer(
+        s.readers.clone(),
+        s.redis.clone(),
+        config,
+        handler,
+        s.shutdown.clone(),
+    );
+    // The slow entry was read in the same batch as the first fast ones.
+    eventually(
+        "every fast event handled while the slow one waits",
+        async || fast.load(std::sync::atomic::Ordering::SeqCst) == n,
+    )
+    .await;
+    assert_eq!(
+        s.pending().await,
+        1,
+        "only the slow entry is unacknowledged"
+    );
+    gate.notify_one();
+    eventually("the slow one acknowledged too", async || {
+        s.pending().await == 0
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn published_events_are_cleared_by_the_next_grouped_update() {
+    let s = setup();
+    let (mongo_uri, _) = testing::test_servers();
+    let client = mongodb::Client::with_uri_str(&mongo_uri).await.unwrap();
+    let name = testing::unique_name("riding");
+    let db = client.database(&name);
+    let orders = db.collection::<mongodb::bson::Document>("orders");
+    let outbox = Outbox::new(db.clone(), s.publisher.clone(), &["orders"]);
+    let n = 20;
+    let ids: Vec<ObjectId> = (0..n).map(|_| ObjectId::new()).collect();
+    for id in &ids {
+        orders
+            .insert_one(doc! { "_id": id, "version": 0 })
+            .await
+            .unwrap();
+    }
+    let (_, before) = writes_on(&client, &format!("{name}.orders")).await;
+    // One at a time, as a quiet consumer sends them: no two updates share a command, so
+    // only the removals riding along keep the count down.
+    for (i, id) in ids.iter().enumerate() {
+        let written = outbox
+            .update_grouped(
+                "orders",
+                *id,
+                doc! { "version": 0 },
+                doc! { "$set": { "version": 1 } },
+                vec![numbered(i as i32)],
+            )
+            .await
+            .unwrap();
+        assert_eq!(written, Written::Done);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    outboxes_emptied(&orders).await;
+    assert_eq!(s.entries("expiration:complete").await.ids.len(), n);
+    let (_, after) = writes_on(&client, &format!("{name}.orders")).await;
+    let commands = after - before;
+    assert!(
+        commands <= n as i64 + 2,
+        "{commands} update commands for {n} updates: their removals should ride along"
+    );
+    let updated = orders.count_documents(doc! { "version": 1 }).await.unwrap();
+    assert_eq!(updated, n as u64);
+}

@@ -15,7 +15,7 @@ use redis::{
     streams::{StreamId, StreamReadOptions, StreamReadReply},
 };
 use settle::envelope;
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 mod settle;
@@ -44,6 +44,9 @@ pub(super) struct Consumer<H> {
     held: Mutex<HashSet<String>>,
     /// Early entries come back here once due.
     again: mpsc::UnboundedSender<(String, StreamId)>,
+    /// One permit per entry being handled: the reader reads as many new entries as there
+    /// are free slots, so one slow entry holds one slot, not the whole batch read with it.
+    slots: Arc<Semaphore>,
 }
 
 impl<H: Handler> Consumer<H> {
@@ -58,11 +61,12 @@ impl<H: Handler> Consumer<H> {
         Self {
             readers,
             redis,
-            config,
             handler,
             shutdown,
             held: Mutex::new(HashSet::new()),
             again,
+            slots: Arc::new(Semaphore::new(config.concurrency.max(1))),
+            config,
         }
     }
 
@@ -115,7 +119,9 @@ impl<H: Handler> Consumer<H> {
         // not read again at once: the reclaimer retries it after the idle timeout.
         let mut cursors = vec!["0-0".to_string(); streams.len()];
         loop {
-            let entries = self.read(conn, &streams, &cursors, None).await?;
+            let entries = self
+                .read(conn, &streams, &cursors, None, self.config.batch)
+                .await?;
             if entries.is_empty() {
                 break;
             }
@@ -127,12 +133,39 @@ impl<H: Handler> Consumer<H> {
             self.process(entries).await;
         }
         let new = vec![">".to_string(); streams.len()];
+        let block = Some(self.config.block.as_millis() as usize);
         while !self.shutdown.is_cancelled() {
-            let block = Some(self.config.block.as_millis() as usize);
-            let entries = self.read(conn, &streams, &new, block).await?;
-            self.process(entries).await;
+            let mut permits = self.free_slots().await;
+            let entries = self
+                .read(conn, &streams, &new, block, permits.len())
+                .await?;
+            for ((stream, entry), permit) in entries.into_iter().zip(permits.drain(..)) {
+                let this = self.clone();
+                tokio::spawn(async move {
+                    this.settle(&stream, entry).await;
+                    drop(permit);
+                });
+            }
         }
         Ok(())
+    }
+
+    /// Waits for one free slot, then takes every other free one up to a batch.
+    async fn free_slots(&self) -> Vec<OwnedSemaphorePermit> {
+        let first = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the slots are never closed");
+        let mut permits = vec![first];
+        while permits.len() < self.config.batch.max(1) {
+            match self.slots.clone().try_acquire_owned() {
+                Ok(permit) => permits.push(permit),
+                Err(_) => break,
+            }
+        }
+        permits
     }
 
     pub(super) async fn create_groups(
@@ -160,10 +193,11 @@ impl<H: Handler> Consumer<H> {
         streams: &[String],
         ids: &[String],
         block: Option<usize>,
+        count: usize,
     ) -> anyhow::Result<Vec<(String, StreamId)>> {
         let mut options = StreamReadOptions::default()
             .group(&self.config.group, &self.config.consumer)
-            .count(self.config.batch);
+            .count(count);
         if let Some(ms) = block {
             options = options.block(ms);
         }
@@ -192,12 +226,17 @@ impl<H: Handler> Consumer<H> {
 
     pub(super) async fn process(self: &Arc<Self>, entries: Vec<(String, StreamId)>) {
         futures::stream::iter(entries)
-            .for_each_concurrent(self.config.concurrency.max(1), |(stream, entry)| async move {
-                if let Err(e) = self.process_one(&stream, entry).await {
-                    tracing::warn!(error = %e, "could not settle an event entry; it stays pending");
-                }
-            })
+            .for_each_concurrent(
+                self.config.concurrency.max(1),
+                |(stream, entry)| async move { self.settle(&stream, entry).await },
+            )
             .await;
+    }
+
+    async fn settle(self: &Arc<Self>, stream: &str, entry: StreamId) {
+        if let Err(e) = self.process_one(stream, entry).await {
+            tracing::warn!(error = %e, "could not settle an event entry; it stays pending");
+        }
     }
 
     async fn process_one(

@@ -66,8 +66,9 @@ pub struct ConsumerConfig {
     /// Entries younger than this are never trimmed, so a service whose group does not
     /// exist yet still finds recent events when it first starts.
     pub retention: Duration,
-    /// Entries of a batch handled at once. Handlers are idempotent and guarded by
-    /// versions or the ticket locks, so their order within a batch does not matter.
+    /// Entries handled at once; the reader reads new entries only into free slots, so a
+    /// slow one never holds back those read with it. Handlers are idempotent and guarded
+    /// by versions or the ticket locks, so the order they finish in does not matter.
     pub concurrency: usize,
     /// Longest wait between tries of an event whose dependency is down.
     pub max_backoff: Duration,
