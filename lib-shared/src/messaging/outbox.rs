@@ -127,9 +127,10 @@ pub struct Outbox {
 
 impl Outbox {
     pub fn new(db: Database, publisher: Publisher, collections: &[&'static str]) -> Self {
+        let remover = removal::Remover::start(db.clone());
         Self {
-            remover: removal::Remover::start(db.clone()),
-            grouper: grouped::Grouper::start(db.clone()),
+            grouper: grouped::Grouper::start(db.clone(), remover.pending()),
+            remover,
             flushing: Flushing::default(),
             db,
             publisher,

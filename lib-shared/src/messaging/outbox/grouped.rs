@@ -4,6 +4,8 @@
 //! many (group commit). Each statement keeps its own guard, so each update applies or not
 //! exactly as it would alone; the server's count of matches tells which did, and where it
 //! is short, the updates' own events (unique ids, pushed by the same statement) do.
+//! Each command also clears the collection's published events waiting for removal, with
+//! one more statement, so under load the outbox's clean-up costs no write of its own.
 
 use std::{
     collections::{HashSet, VecDeque},
@@ -16,7 +18,10 @@ use mongodb::{
 };
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use super::{FIELD, Written};
+use super::{
+    FIELD, Written,
+    removal::{Batch, Pending},
+};
 use crate::http::error::DependencyError;
 
 /// Most statements in one command.
@@ -47,9 +52,9 @@ pub(super) struct Grouper {
 
 impl Grouper {
     /// Runs until every `Grouper` clone is gone and the queue is drained.
-    pub(super) fn start(db: Database) -> Self {
+    pub(super) fn start(db: Database, removals: Arc<Pending>) -> Self {
         let (queue, waiting) = mpsc::unbounded_channel();
-        tokio::spawn(run(db, waiting));
+        tokio::spawn(run(db, waiting, removals));
         Self { queue }
     }
 
@@ -63,7 +68,7 @@ impl Grouper {
     }
 }
 
-async fn run(db: Database, mut waiting: mpsc::UnboundedReceiver<Queued>) {
+async fn run(db: Database, mut waiting: mpsc::UnboundedReceiver<Queued>, removals: Arc<Pending>) {
     // A few commands at the server at once, so a write is not held behind another's
     // round trip; updates gather while all of them are out.
     let in_flight = Arc::new(Semaphore::new(IN_FLIGHT));
@@ -84,9 +89,10 @@ async fn run(db: Database, mut waiting: mpsc::UnboundedReceiver<Queued>) {
             later.push_back(next);
         }
         let (group, collection) = take_group(&mut later);
+        let removal = removals.take(&collection);
         let db = db.clone();
         tokio::spawn(async move {
-            send(&db, &collection, group).await;
+            send(&db, &collection, group, removal).await;
             drop(slot);
         });
     }
@@ -110,11 +116,16 @@ fn take_group(queue: &mut VecDeque<Queued>) -> (Vec<Queued>, String) {
     (group, collection)
 }
 
-async fn send(db: &Database, collection: &str, group: Vec<Queued>) {
-    let statements: Vec<Document> = group
+async fn send(db: &Database, collection: &str, group: Vec<Queued>, removal: Option<Batch>) {
+    let mut statements: Vec<Document> = group
         .iter()
         .map(|q| doc! { "q": q.update.filter.clone(), "u": q.update.update.clone() })
         .collect();
+    // Commutes with the updates: it pulls only events already published, which no
+    // update's guard looks at.
+    if let Some(removal) = &removal {
+        statements.push(doc! { "q": removal.filter(), "u": removal.update(), "multi": true });
+    }
     let command = doc! { "update": collection, "updates": statements, "ordered": false };
     let answer = match db.run_command(command).await {
         Ok(answer) => answer,
@@ -125,9 +136,24 @@ async fn send(db: &Database, collection: &str, group: Vec<Queued>) {
             return;
         }
     };
-    let refused = write_errors(&answer);
+    let (refused, removal_refused): (Vec<_>, Vec<_>) = write_errors(&answer)
+        .into_iter()
+        .partition(|(at, _)| *at < group.len());
+    let removed = match (&removal, removal_refused.first()) {
+        (Some(removal), None) => removal.documents(),
+        (Some(removal), Some((_, code))) => {
+            tracing::warn!(
+                collection,
+                documents = removal.documents(),
+                code,
+                "published events not cleared; the relay publishes them again"
+            );
+            0
+        }
+        (None, _) => 0,
+    };
     let matched = count(&answer, "n");
-    let unsure = matched + refused.len() < group.len();
+    let unsure = matched + refused.len() < group.len() + removed;
     let applied = if unsure {
         carrying_events(db, collection, &group).await
     } else {
