@@ -616,3 +616,44 @@ async fn published_events_are_cleared_by_the_next_grouped_update() {
     let updated = orders.count_documents(doc! { "version": 1 }).await.unwrap();
     assert_eq!(updated, n as u64);
 }
+
+/// Counts every event, whatever its subject.
+struct Tally(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Handler for Tally {
+    async fn handle(&self, _: &Envelope) -> anyhow::Result<()> {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn every_entry_of_a_read_across_streams_is_handled_with_few_slots() {
+    let s = setup();
+    let n = 100;
+    for i in 0..n {
+        s.publish(&format!("first-{i}")).await;
+        let mut second = numbered(i as i32);
+        second.kind = "expiration:second".into();
+        s.publisher.publish(&second).await.unwrap();
+    }
+    let handled = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut config = s.config("a");
+    config.subjects = vec!["expiration:complete", "expiration:second"];
+    // A read's count holds per stream, so it brings up to twice the free slots.
+    config.concurrency = 4;
+    config.claim_idle = Duration::from_secs(60);
+    spawn_consumer(
+        s.readers.clone(),
+        s.redis.clone(),
+        config,
+        Arc::new(Tally(handled.clone())),
+        s.shutdown.clone(),
+    );
+    eventually("every entry of both streams handled", async || {
+        handled.load(std::sync::atomic::Ordering::SeqCst) == 2 * n
+    })
+    .await;
+    assert_eq!(s.pending().await, 0);
+}

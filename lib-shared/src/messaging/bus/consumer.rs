@@ -136,10 +136,16 @@ impl<H: Handler> Consumer<H> {
         let block = Some(self.config.block.as_millis() as usize);
         while !self.shutdown.is_cancelled() {
             let mut permits = self.free_slots().await;
+            // The count holds per stream: reading several streams may bring more
+            // entries than free slots, and the rest wait for slots here.
             let entries = self
                 .read(conn, &streams, &new, block, permits.len())
                 .await?;
-            for ((stream, entry), permit) in entries.into_iter().zip(permits.drain(..)) {
+            for (stream, entry) in entries {
+                let permit = match permits.pop() {
+                    Some(permit) => permit,
+                    None => self.slot().await,
+                };
                 let this = self.clone();
                 tokio::spawn(async move {
                     this.settle(&stream, entry).await;
@@ -150,15 +156,17 @@ impl<H: Handler> Consumer<H> {
         Ok(())
     }
 
-    /// Waits for one free slot, then takes every other free one up to a batch.
-    async fn free_slots(&self) -> Vec<OwnedSemaphorePermit> {
-        let first = self
-            .slots
+    async fn slot(&self) -> OwnedSemaphorePermit {
+        self.slots
             .clone()
             .acquire_owned()
             .await
-            .expect("the slots are never closed");
-        let mut permits = vec![first];
+            .expect("the slots are never closed")
+    }
+
+    /// Waits for one free slot, then takes every other free one up to a batch.
+    async fn free_slots(&self) -> Vec<OwnedSemaphorePermit> {
+        let mut permits = vec![self.slot().await];
         while permits.len() < self.config.batch.max(1) {
             match self.slots.clone().try_acquire_owned() {
                 Ok(permit) => permits.push(permit),
