@@ -353,7 +353,12 @@ async fn published_events_leave_their_documents_in_a_few_batched_writes() {
     .await;
     assert_eq!(s.entries("expiration:complete").await.ids.len(), n as usize);
     let (inserts, updates) = writes_on(&client, &format!("{name}.orders")).await;
-    assert_eq!(inserts, n, "one insert per document, its event inside");
+    let stored = orders.count_documents(doc! {}).await.unwrap();
+    assert_eq!(stored, n as u64, "every document stored, its event inside");
+    assert!(
+        inserts < n / 2,
+        "{inserts} insert commands for {n} documents: concurrent inserts should share them"
+    );
     assert!(
         updates < n / 2,
         "{updates} writes cleared {n} documents: removals should share writes"
@@ -656,4 +661,64 @@ async fn every_entry_of_a_read_across_streams_is_handled_with_few_slots() {
     })
     .await;
     assert_eq!(s.pending().await, 0);
+}
+
+#[tokio::test]
+async fn concurrent_inserts_share_commands_and_a_unique_index_refuses_each_on_its_own() {
+    let s = setup();
+    let (mongo_uri, _) = testing::test_servers();
+    let client = mongodb::Client::with_uri_str(&mongo_uri).await.unwrap();
+    let name = testing::unique_name("inserts");
+    let db = client.database(&name);
+    let orders = db.collection::<mongodb::bson::Document>("orders");
+    let unique = mongodb::IndexModel::builder()
+        .keys(doc! { "ticket": 1 })
+        .options(
+            mongodb::options::IndexOptions::builder()
+                .unique(true)
+                .build(),
+        )
+        .build();
+    orders.create_index(unique).await.unwrap();
+    let outbox = Outbox::new(db.clone(), s.publisher.clone(), &["orders"]);
+    // Four buyers for each of 30 tickets, all at once: one of each four is stored.
+    let tickets = 30;
+    let writes = (0..tickets * 4).map(|i| {
+        let outbox = outbox.clone();
+        async move {
+            let id = ObjectId::new();
+            let record = doc! { "_id": id, "ticket": i % tickets, "buyer": i };
+            let written = outbox
+                .insert_with_events("orders", id, &record, vec![numbered(i)])
+                .await
+                .unwrap();
+            (i, written)
+        }
+    });
+    let results = futures::future::join_all(writes).await;
+    outboxes_emptied(&orders).await;
+    for ticket in 0..tickets {
+        let done: Vec<i32> = results
+            .iter()
+            .filter(|(i, w)| i % tickets == ticket && *w == Written::Done)
+            .map(|(i, _)| *i)
+            .collect();
+        assert_eq!(done.len(), 1, "ticket {ticket}: one insert stored");
+        let stored = orders
+            .find_one(doc! { "ticket": ticket })
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.get_i32("buyer").unwrap(), done[0]);
+    }
+    let refused = results
+        .iter()
+        .filter(|(_, w)| *w == Written::Duplicate)
+        .count();
+    assert_eq!(refused, 3 * tickets as usize, "the others are refused");
+    // Only the stored documents' events are published.
+    assert_eq!(
+        s.entries("expiration:complete").await.ids.len(),
+        tickets as usize
+    );
 }

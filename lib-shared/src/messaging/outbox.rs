@@ -146,7 +146,8 @@ impl Outbox {
     }
 
     /// Inserts `record` (its `_id` is `id`) with `events` in its outbox, then publishes
-    /// them. A retried insert that had landed counts as done.
+    /// them. Sent with whatever other inserts into the collection are waiting, as one
+    /// command; a retried insert that had landed counts as done.
     pub async fn insert_with_events<T: Serialize>(
         &self,
         collection: &str,
@@ -158,21 +159,18 @@ impl Outbox {
             bson::to_document(record).map_err(|e| DependencyError::Unexpected(e.into()))?;
         document.insert(FIELD, to_bson(&events));
         let held = self.flushing.hold(&events);
-        let written = match self
-            .db
-            .collection::<Document>(collection)
-            .insert_one(document)
-            .await
-        {
-            Ok(_) => Written::Done,
-            Err(e) if is_duplicate_key(&e) => {
-                if landed_before(&self.db, collection, id).await? {
-                    Written::Done
-                } else {
-                    Written::Duplicate
-                }
-            }
-            Err(e) => return Err(e.into()),
+        let written = self
+            .grouper
+            .update(grouped::Update {
+                collection: collection.to_string(),
+                id,
+                op: grouped::Op::Insert(document),
+                events: events.iter().map(|e| e.id.clone()).collect(),
+            })
+            .await?;
+        let written = match written {
+            Written::Duplicate if landed_before(&self.db, collection, id).await? => Written::Done,
+            other => other,
         };
         if written == Written::Done {
             self.flush(collection, id, &events, held).await;
@@ -238,8 +236,10 @@ impl Outbox {
             .update(grouped::Update {
                 collection: collection.to_string(),
                 id,
-                filter: guard,
-                update,
+                op: grouped::Op::Update {
+                    filter: guard,
+                    update,
+                },
                 events: events.iter().map(|e| e.id.clone()).collect(),
             })
             .await?;

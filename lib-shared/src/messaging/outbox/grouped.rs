@@ -1,10 +1,12 @@
-//! Guarded single-document updates sent together. While `IN_FLIGHT` `update` commands are
+//! Guarded single-document updates, and inserts, sent together. While `IN_FLIGHT` `update` commands are
 //! at the server the next updates queue, and then all of them go as one command with a statement
 //! each: at low load every update goes alone and at once, under load one write carries
 //! many (group commit). Each statement keeps its own guard, so each update applies or not
 //! exactly as it would alone; the server's count of matches tells which did, and where it
 //! is short, the updates' own events (unique ids, pushed by the same statement) do.
-//! Each command also clears the collection's published events waiting for removal, with
+//! Inserts group the same way, as one `insert` command of many documents, each refused or
+//! stored on its own (`ordered: false`).
+//! Each update command also clears the collection's published events waiting for removal, with
 //! one more statement, so under load the outbox's clean-up costs no write of its own.
 
 use std::{
@@ -15,6 +17,7 @@ use std::{
 use mongodb::{
     Database,
     bson::{Bson, Document, doc, oid::ObjectId},
+    error::ErrorKind,
 };
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
@@ -33,11 +36,24 @@ const IN_FLIGHT: usize = 4;
 pub(super) struct Update {
     pub collection: String,
     pub id: ObjectId,
-    /// The guard, `_id` included.
-    pub filter: Document,
-    pub update: Document,
-    /// Ids of the events the update pushes into the document's outbox.
+    pub op: Op,
+    /// Ids of the events the write puts into the document's outbox.
     pub events: Vec<String>,
+}
+
+pub(super) enum Op {
+    Update {
+        /// The guard, `_id` included.
+        filter: Document,
+        update: Document,
+    },
+    Insert(Document),
+}
+
+impl Update {
+    fn is_insert(&self) -> bool {
+        matches!(self.op, Op::Insert(_))
+    }
 }
 
 struct Queued {
@@ -75,6 +91,7 @@ async fn run(db: Database, mut waiting: mpsc::UnboundedReceiver<Queued>, removal
     // Updates of a document already in the group wait for the next one: two guarded
     // statements on one document in one command would race each other.
     let mut later: VecDeque<Queued> = VecDeque::new();
+    let created: Created = Arc::default();
     loop {
         if later.is_empty() {
             match waiting.recv().await {
@@ -89,8 +106,16 @@ async fn run(db: Database, mut waiting: mpsc::UnboundedReceiver<Queued>, removal
             later.push_back(next);
         }
         let (group, collection) = take_group(&mut later);
-        let removal = removals.take(&collection);
         let db = db.clone();
+        if group[0].update.is_insert() {
+            let created = created.clone();
+            tokio::spawn(async move {
+                insert(&db, &collection, group, &created).await;
+                drop(slot);
+            });
+            continue;
+        }
+        let removal = removals.take(&collection);
         tokio::spawn(async move {
             send(&db, &collection, group, removal).await;
             drop(slot);
@@ -98,15 +123,21 @@ async fn run(db: Database, mut waiting: mpsc::UnboundedReceiver<Queued>, removal
     }
 }
 
-/// The oldest update's collection, and up to `MAX_GROUP` updates of it, one per document.
+/// The oldest write's collection, and up to `MAX_GROUP` writes of it of the same kind
+/// (updates or inserts), one per document.
 fn take_group(queue: &mut VecDeque<Queued>) -> (Vec<Queued>, String) {
     let collection = queue[0].update.collection.clone();
+    let inserts = queue[0].update.is_insert();
     let mut seen = HashSet::new();
     let mut group = Vec::new();
     let mut rest = VecDeque::with_capacity(queue.len());
     for queued in queue.drain(..) {
         let u = &queued.update;
-        if group.len() < MAX_GROUP && u.collection == collection && seen.insert(u.id) {
+        if group.len() < MAX_GROUP
+            && u.collection == collection
+            && u.is_insert() == inserts
+            && seen.insert(u.id)
+        {
             group.push(queued);
         } else {
             rest.push_back(queued);
@@ -119,7 +150,12 @@ fn take_group(queue: &mut VecDeque<Queued>) -> (Vec<Queued>, String) {
 async fn send(db: &Database, collection: &str, group: Vec<Queued>, removal: Option<Batch>) {
     let mut statements: Vec<Document> = group
         .iter()
-        .map(|q| doc! { "q": q.update.filter.clone(), "u": q.update.update.clone() })
+        .filter_map(|q| match &q.update.op {
+            Op::Update { filter, update } => {
+                Some(doc! { "q": filter.clone(), "u": update.clone() })
+            }
+            Op::Insert(_) => None,
+        })
         .collect();
     // Commutes with the updates: it pulls only events already published, which no
     // update's guard looks at.
@@ -172,6 +208,73 @@ async fn send(db: &Database, collection: &str, group: Vec<Queued>, removal: Opti
                 Ok(_) => Ok(Written::Stale),
                 Err(e) => Err(same_kind(e)),
             },
+        };
+        let _ = q.reply.send(written);
+    }
+}
+
+/// Collections this writer has made sure exist.
+type Created = Arc<std::sync::Mutex<HashSet<String>>>;
+
+/// Makes the collection before the first insert into it: the local MongoDB-wire server
+/// can deadlock when an index build creates a collection while a many-document insert is
+/// creating it too (the relay builds its index as a service starts).
+async fn ensure_created(
+    db: &Database,
+    collection: &str,
+    created: &Created,
+) -> Result<(), mongodb::error::Error> {
+    if created.lock().expect("created set").contains(collection) {
+        return Ok(());
+    }
+    match db.create_collection(collection).await {
+        Ok(()) => {}
+        Err(e) if matches!(&*e.kind, ErrorKind::Command(c) if c.code == NAMESPACE_EXISTS) => {}
+        Err(e) => return Err(e),
+    }
+    created
+        .lock()
+        .expect("created set")
+        .insert(collection.to_string());
+    Ok(())
+}
+
+const NAMESPACE_EXISTS: i32 = 48;
+
+/// One `insert` command for the group: each document is stored or refused on its own.
+async fn insert(db: &Database, collection: &str, group: Vec<Queued>, created: &Created) {
+    if let Err(e) = ensure_created(db, collection, created).await {
+        for q in group {
+            let _ = q.reply.send(Err(e.clone().into()));
+        }
+        return;
+    }
+    let documents: Vec<Document> = group
+        .iter()
+        .filter_map(|q| match &q.update.op {
+            Op::Insert(document) => Some(document.clone()),
+            Op::Update { .. } => None,
+        })
+        .collect();
+    let command = doc! { "insert": collection, "documents": documents, "ordered": false };
+    let answer = match db.run_command(command).await {
+        Ok(answer) => answer,
+        Err(e) => {
+            for q in group {
+                let _ = q.reply.send(Err(e.clone().into()));
+            }
+            return;
+        }
+    };
+    let refused = write_errors(&answer);
+    for (i, q) in group.into_iter().enumerate() {
+        let written = match refused.iter().find(|(at, _)| *at == i) {
+            Some((_, 11000)) => Ok(Written::Duplicate),
+            Some((_, code)) => Err(DependencyError::Unexpected(anyhow::anyhow!(
+                "insert of {} into {collection} refused with code {code}",
+                q.update.id
+            ))),
+            None => Ok(Written::Done),
         };
         let _ = q.reply.send(written);
     }
