@@ -135,14 +135,15 @@ impl<H: Handler> Consumer<H> {
         let new = vec![">".to_string(); streams.len()];
         let block = Some(self.config.block.as_millis() as usize);
         while !self.shutdown.is_cancelled() {
-            let mut permits = self.free_slots().await;
-            // The count holds per stream: reading several streams may bring more
-            // entries than free slots, and the rest wait for slots here.
+            // A slot first, so nothing is read while every handler is busy; then a whole
+            // batch, started together as slots free up (so their writes can share
+            // commands), the reader waiting only until each has started.
+            let mut first = Some(self.slot().await);
             let entries = self
-                .read(conn, &streams, &new, block, permits.len())
+                .read(conn, &streams, &new, block, self.config.batch)
                 .await?;
             for (stream, entry) in entries {
-                let permit = match permits.pop() {
+                let permit = match first.take() {
                     Some(permit) => permit,
                     None => self.slot().await,
                 };
@@ -162,18 +163,6 @@ impl<H: Handler> Consumer<H> {
             .acquire_owned()
             .await
             .expect("the slots are never closed")
-    }
-
-    /// Waits for one free slot, then takes every other free one up to a batch.
-    async fn free_slots(&self) -> Vec<OwnedSemaphorePermit> {
-        let mut permits = vec![self.slot().await];
-        while permits.len() < self.config.batch.max(1) {
-            match self.slots.clone().try_acquire_owned() {
-                Ok(permit) => permits.push(permit),
-                Err(_) => break,
-            }
-        }
-        permits
     }
 
     pub(super) async fn create_groups(
