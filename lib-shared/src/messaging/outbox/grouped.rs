@@ -165,12 +165,7 @@ async fn send(db: &Database, collection: &str, group: Vec<Queued>, removal: Opti
     let command = doc! { "update": collection, "updates": statements, "ordered": false };
     let answer = match db.run_command(command).await {
         Ok(answer) => answer,
-        Err(e) => {
-            for q in group {
-                let _ = q.reply.send(Err(e.clone().into()));
-            }
-            return;
-        }
+        Err(e) => return fail_all(group, &e),
     };
     let (refused, removal_refused): (Vec<_>, Vec<_>) = write_errors(&answer)
         .into_iter()
@@ -197,11 +192,7 @@ async fn send(db: &Database, collection: &str, group: Vec<Queued>, removal: Opti
     };
     for (i, q) in group.into_iter().enumerate() {
         let written = match refused.iter().find(|(at, _)| *at == i) {
-            Some((_, 11000)) => Ok(Written::Duplicate),
-            Some((_, code)) => Err(DependencyError::Unexpected(anyhow::anyhow!(
-                "update of {} in {collection} refused with code {code}",
-                q.update.id
-            ))),
+            Some((_, code)) => refused_with(*code, "update", collection, q.update.id),
             None if !unsure => Ok(Written::Done),
             None => match &applied {
                 Ok(ids) if ids.contains(&q.update.id) => Ok(Written::Done),
@@ -244,10 +235,7 @@ const NAMESPACE_EXISTS: i32 = 48;
 /// One `insert` command for the group: each document is stored or refused on its own.
 async fn insert(db: &Database, collection: &str, group: Vec<Queued>, created: &Created) {
     if let Err(e) = ensure_created(db, collection, created).await {
-        for q in group {
-            let _ = q.reply.send(Err(e.clone().into()));
-        }
-        return;
+        return fail_all(group, &e);
     }
     let documents: Vec<Document> = group
         .iter()
@@ -259,21 +247,12 @@ async fn insert(db: &Database, collection: &str, group: Vec<Queued>, created: &C
     let command = doc! { "insert": collection, "documents": documents, "ordered": false };
     let answer = match db.run_command(command).await {
         Ok(answer) => answer,
-        Err(e) => {
-            for q in group {
-                let _ = q.reply.send(Err(e.clone().into()));
-            }
-            return;
-        }
+        Err(e) => return fail_all(group, &e),
     };
     let refused = write_errors(&answer);
     for (i, q) in group.into_iter().enumerate() {
         let written = match refused.iter().find(|(at, _)| *at == i) {
-            Some((_, 11000)) => Ok(Written::Duplicate),
-            Some((_, code)) => Err(DependencyError::Unexpected(anyhow::anyhow!(
-                "insert of {} into {collection} refused with code {code}",
-                q.update.id
-            ))),
+            Some((_, code)) => refused_with(*code, "insert", collection, q.update.id),
             None => Ok(Written::Done),
         };
         let _ = q.reply.send(written);
@@ -322,6 +301,29 @@ async fn carrying_events(
         }
     }
     Ok(found)
+}
+
+/// Answers every writer of a group that got no answer from the server.
+fn fail_all(group: Vec<Queued>, e: &mongodb::error::Error) {
+    for q in group {
+        let _ = q.reply.send(Err(e.clone().into()));
+    }
+}
+
+/// What a statement the server refused means to its writer: a unique index's refusal is
+/// an answer, anything else an error.
+fn refused_with(
+    code: i32,
+    kind: &str,
+    collection: &str,
+    id: ObjectId,
+) -> Result<Written, DependencyError> {
+    match code {
+        11000 => Ok(Written::Duplicate),
+        _ => Err(DependencyError::Unexpected(anyhow::anyhow!(
+            "{kind} of {id} in {collection} refused with code {code}"
+        ))),
+    }
 }
 
 /// One error for each writer of a group.
