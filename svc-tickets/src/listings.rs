@@ -4,6 +4,8 @@
 
 mod sale;
 
+use std::{collections::HashMap, sync::Mutex};
+
 use lib_shared::{
     domain::{locks::Locks, money::Price, states::TicketStatus},
     http::error::DependencyError,
@@ -24,6 +26,11 @@ pub struct Listings {
     locks: Locks,
     /// Present while the locks in Redis are whole (see `lock_rebuild`).
     locks_marker: String,
+    /// By first page (the cache's key, so at most as many as it has), the oldest ticket
+    /// the last read of it fetched: the next read of that page starts there, so it costs
+    /// a page's worth of entries however long the listing grows. A hint: a read it leaves
+    /// short is made again without it.
+    floors: Mutex<HashMap<String, ObjectId>>,
 }
 
 /// Why an edit was refused.
@@ -58,6 +65,7 @@ impl Listings {
             cache,
             locks,
             locks_marker,
+            floors: Mutex::default(),
         }
     }
 
@@ -71,7 +79,7 @@ impl Listings {
                 Err(generation) => generation,
             },
         };
-        let mut found = store::list(&self.db, query).await?;
+        let mut found = self.read(query, key.as_deref()).await?;
         let next_cursor = (found.len() > query.limit as usize).then(|| {
             found.truncate(query.limit as usize);
             found.last().map(TicketRecord::id_hex)
@@ -84,6 +92,46 @@ impl Listings {
             self.cache.fill_page(&key, &generation, &page).await;
         }
         Ok(page)
+    }
+
+    /// The page and the one ticket beyond it (which tells whether a next page exists).
+    async fn read(
+        &self,
+        query: &ListQuery,
+        key: Option<&str>,
+    ) -> Result<Vec<TicketRecord>, DependencyError> {
+        let wanted = query.limit as usize + 1;
+        let Some(key) = key else {
+            return store::list(&self.db, query, None, wanted).await;
+        };
+        // Twice a page between the floor and the top, so that tickets leaving a status
+        // listing (reserved, sold) seldom leave a read short.
+        let reach = 2 * wanted;
+        let floor = self.floors.lock().expect("page floors").get(key).copied();
+        let mut found = match floor {
+            Some(floor) => store::list(&self.db, query, Some(floor), reach).await?,
+            None => Vec::new(),
+        };
+        let short = found.len() < wanted;
+        if short {
+            found = store::list(&self.db, query, None, reach).await?;
+        }
+        {
+            let mut floors = self.floors.lock().expect("page floors");
+            match found.get(reach - 1) {
+                Some(oldest) => {
+                    floors.insert(key.to_owned(), oldest.id);
+                }
+                // The whole listing is within reach: reading it all is cheap.
+                None if short => {
+                    floors.remove(key);
+                }
+                // Between a page and two above the floor: it still serves.
+                None => {}
+            }
+        }
+        found.truncate(wanted);
+        Ok(found)
     }
 
     pub async fn find(&self, id: ObjectId) -> Result<Option<TicketRecord>, DependencyError> {

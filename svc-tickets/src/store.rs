@@ -79,6 +79,9 @@ fn tickets(db: &Database) -> Collection<TicketRecord> {
 
 pub async fn ensure_indexes(db: &Database) -> Result<(), DependencyError> {
     let indexes = [
+        // MongoDB's `_id_` index already walks either way; the embedded server answers a
+        // range on `_id` (the floor of a first page, below) only through a declared index.
+        doc! { "_id": -1 },
         doc! { "status": 1, "_id": -1 },
         doc! { "userId": 1, "_id": -1 },
     ]
@@ -146,8 +149,16 @@ impl ListQuery {
     }
 }
 
-/// Newest first; one more than `limit` is fetched to know whether a next page exists.
-pub async fn list(db: &Database, q: &ListQuery) -> Result<Vec<TicketRecord>, DependencyError> {
+/// Newest first, at most `fetch`. With a `floor`, only tickets at or above it are read:
+/// as many of those as a page needs are the same page as without it (everything below
+/// the floor sorts after them), and the server reads a few entries instead of the whole
+/// listing.
+pub async fn list(
+    db: &Database,
+    q: &ListQuery,
+    floor: Option<ObjectId>,
+    fetch: usize,
+) -> Result<Vec<TicketRecord>, DependencyError> {
     let mut filter = Document::new();
     if let Some(status) = q.status {
         filter.insert("status", status);
@@ -161,13 +172,20 @@ pub async fn list(db: &Database, q: &ListQuery) -> Result<Vec<TicketRecord>, Dep
             doc! { "$regex": escape_regex(text), "$options": "i" },
         );
     }
+    let mut id_range = Document::new();
     if let Some(before) = q.before {
-        filter.insert("_id", doc! { "$lt": before });
+        id_range.insert("$lt", before);
+    }
+    if let Some(floor) = floor {
+        id_range.insert("$gte", floor);
+    }
+    if !id_range.is_empty() {
+        filter.insert("_id", id_range);
     }
     let cursor = tickets(db)
         .find(filter)
         .sort(doc! { "_id": -1 })
-        .limit(i64::from(q.limit) + 1)
+        .limit(i64::try_from(fetch).unwrap_or(i64::MAX))
         .await?;
     Ok(cursor.try_collect().await?)
 }

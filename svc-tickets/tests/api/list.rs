@@ -1,7 +1,7 @@
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::{assert_error, id_of, new_user, spawn_app};
+use crate::helpers::{TestApp, assert_error, id_of, new_user, spawn_app};
 
 async fn items(resp: reqwest::Response) -> (Vec<String>, Value) {
     assert_eq!(resp.status(), StatusCode::OK);
@@ -94,4 +94,64 @@ async fn list_refuses_bad_parameters_with_400() {
         let errors = assert_error(app.list(query).await, StatusCode::BAD_REQUEST).await;
         assert_eq!(errors[0]["field"], field, "query {query}");
     }
+}
+
+/// Newest first; `(id, title)`.
+type Shelf = Vec<(String, String)>;
+
+async fn assert_first_page(app: &TestApp, query: &str, expected: &Shelf) {
+    let (titles, next) = items(app.list(query).await).await;
+    let want: Vec<&str> = expected.iter().take(5).map(|(_, t)| t.as_str()).collect();
+    assert_eq!(titles, want, "{query}");
+    assert_eq!(next.is_null(), expected.len() <= 5, "{query}: next cursor");
+}
+
+async fn assert_first_pages(app: &TestApp, available: &Shelf, all: &Shelf) {
+    assert_first_page(app, "?limit=5", available).await;
+    assert_first_page(app, "?limit=5&status=all", all).await;
+}
+
+/// A first page reads from where the last one ended (see `Listings::read`); tickets that
+/// arrive above it, and tickets that leave the listing above and below it, must not make
+/// it differ from a read of the whole listing.
+#[tokio::test]
+async fn first_pages_stay_exact_as_tickets_arrive_and_leave() {
+    let app = spawn_app().await;
+    let seller = new_user();
+    let (mut available, mut all) = (Shelf::new(), Shelf::new());
+    let mut listed = 0;
+    let mut list_more = async |n: usize, available: &mut Shelf, all: &mut Shelf| {
+        for _ in 0..n {
+            let title = format!("t{listed}");
+            listed += 1;
+            let id = id_of(&app.listed(&seller, &title, 10.0).await);
+            available.insert(0, (id.clone(), title.clone()));
+            all.insert(0, (id, title));
+            assert_first_pages(&app, available, all).await;
+        }
+    };
+    list_more(30, &mut available, &mut all).await;
+    // The newest leave one by one: the floor serves until fewer than a page and one are
+    // above it, then the read goes below it.
+    for _ in 0..8 {
+        let (id, _) = available.remove(0);
+        app.reserve(&id, &lib_shared::testing::new_user_id()).await;
+        app.wait_for_status(&id, "reserved").await;
+        assert_first_pages(&app, &available, &all).await;
+    }
+    list_more(10, &mut available, &mut all).await;
+    // Older ones leave, far below any floor.
+    for i in (0..available.len()).rev().step_by(3).take(6) {
+        let (id, _) = available.remove(i);
+        app.reserve(&id, &lib_shared::testing::new_user_id()).await;
+        app.wait_for_status(&id, "reserved").await;
+        assert_first_pages(&app, &available, &all).await;
+    }
+    // Then the whole page.
+    while available.len() > 3 {
+        let (id, _) = available.remove(0);
+        app.reserve(&id, &lib_shared::testing::new_user_id()).await;
+        app.wait_for_status(&id, "reserved").await;
+    }
+    assert_first_pages(&app, &available, &all).await;
 }
