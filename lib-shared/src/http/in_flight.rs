@@ -43,12 +43,13 @@ impl<E: Endpoint> Endpoint for InFlightEndpoint<E> {
     async fn call(&self, req: Request) -> poem::Result<Self::Output> {
         // Probes and metrics never queue behind a sale: a liveness probe that waited
         // here would have Kubernetes restart a healthy pod.
+        // Both calls boxed: a future awaited in place would make this one as large as
+        // the whole handler's state, allocated for every request while it still waits.
         if OUTSIDE_THE_CAP.contains(&req.uri().path()) {
-            return self.inner.call(req).await;
+            return Box::pin(self.inner.call(req)).await;
         }
         // The semaphore is never closed, so acquiring only waits.
         let _permit = self.permits.acquire().await;
-        // Boxed so the handler's state is allocated only once the request may run.
         Box::pin(self.inner.call(req)).await
     }
 }
@@ -130,5 +131,31 @@ mod tests {
         for s in slow {
             let _ = s.await;
         }
+    }
+
+    /// What a waiting request costs is this future's size: it must not grow with the
+    /// handler's.
+    #[test]
+    fn a_waiting_request_does_not_hold_its_handlers_state() {
+        let ep = make(|_| async {
+            let scratch = [7u8; 32 * 1024];
+            tokio::task::yield_now().await;
+            scratch
+                .iter()
+                .map(|&b| u64::from(b))
+                .sum::<u64>()
+                .to_string()
+        });
+        let handler = std::mem::size_of_val(&ep.call(Request::default()));
+        let capped = ep.with(InFlight::new(1));
+        let waiting = std::mem::size_of_val(&capped.call(Request::default()));
+        assert!(
+            handler > 32 * 1024,
+            "the handler keeps its state: {handler} bytes"
+        );
+        assert!(
+            waiting < 2 * 1024,
+            "a request waiting at the cap: {waiting} bytes"
+        );
     }
 }
