@@ -66,7 +66,7 @@ pub struct ConsumerConfig {
     /// Entries younger than this are never trimmed, so a service whose group does not
     /// exist yet still finds recent events when it first starts.
     pub retention: Duration,
-    /// Entries handled at once; the reader reads new entries only into free slots, so a
+    /// Entries handled at once; each entry of a batch starts as a slot frees up, so a
     /// slow one never holds back those read with it. Handlers are idempotent and guarded
     /// by versions or the ticket locks, so the order they finish in does not matter.
     pub concurrency: usize,
