@@ -111,6 +111,12 @@ async fn assert_first_pages(app: &TestApp, available: &Shelf, all: &Shelf) {
     assert_first_page(app, "?limit=5&status=all", all).await;
 }
 
+/// Takes a ticket off the available listing, as an order does.
+async fn reserved(app: &TestApp, id: &str) {
+    app.reserve(id, &lib_shared::testing::new_user_id()).await;
+    app.wait_for_status(id, "reserved").await;
+}
+
 /// A first page reads from where the last one ended (see `Listings::read`); tickets that
 /// arrive above it, and tickets that leave the listing above and below it, must not make
 /// it differ from a read of the whole listing.
@@ -135,23 +141,20 @@ async fn first_pages_stay_exact_as_tickets_arrive_and_leave() {
     // above it, then the read goes below it.
     for _ in 0..8 {
         let (id, _) = available.remove(0);
-        app.reserve(&id, &lib_shared::testing::new_user_id()).await;
-        app.wait_for_status(&id, "reserved").await;
+        reserved(&app, &id).await;
         assert_first_pages(&app, &available, &all).await;
     }
     list_more(10, &mut available, &mut all).await;
     // Older ones leave, far below any floor.
     for i in (0..available.len()).rev().step_by(3).take(6) {
         let (id, _) = available.remove(i);
-        app.reserve(&id, &lib_shared::testing::new_user_id()).await;
-        app.wait_for_status(&id, "reserved").await;
+        reserved(&app, &id).await;
         assert_first_pages(&app, &available, &all).await;
     }
     // Then the whole page.
     while available.len() > 3 {
         let (id, _) = available.remove(0);
-        app.reserve(&id, &lib_shared::testing::new_user_id()).await;
-        app.wait_for_status(&id, "reserved").await;
+        reserved(&app, &id).await;
     }
     assert_first_pages(&app, &available, &all).await;
 }
