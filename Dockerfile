@@ -29,7 +29,9 @@ RUN cargo build --release --locked \
 # Distroless: glibc, CA certificates and tzdata only; no shell, no package manager.
 FROM gcr.io/distroless/cc-debian12:nonroot AS runtime
 USER 65532:65532
-ENV PORT=3000 LOG_FORMAT=json
+# mimalloc returns freed pages to the kernel at once rather than on a later allocation,
+# which an idle service never makes (bench/RESULTS.md: idle RSS, fifth pass).
+ENV PORT=3000 LOG_FORMAT=json MIMALLOC_PURGE_DELAY=0
 EXPOSE 3000
 ENTRYPOINT ["/usr/local/bin/service"]
 
