@@ -492,7 +492,7 @@ async fn events_written_late_are_published_once_while_the_relay_runs() {
         .clone()
         .spawn_relay(Duration::from_millis(25), s.shutdown.clone());
     let n = 100;
-    let old = (chrono::Utc::now() - chrono::TimeDelta::seconds(5))
+    let old = (chrono::Utc::now() - chrono::TimeDelta::seconds(60))
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let writes = (0..n).map(|i| {
         let (outbox, old) = (outbox.clone(), old.clone());
@@ -617,6 +617,83 @@ async fn published_events_are_cleared_by_the_next_grouped_update() {
     assert!(
         commands <= n as i64 + 2,
         "{commands} update commands for {n} updates: their removals should ride along"
+    );
+    let updated = orders.count_documents(doc! { "version": 1 }).await.unwrap();
+    assert_eq!(updated, n as u64);
+}
+
+/// A removal costs the server as much per document as the change that wrote the event, so
+/// under a burst of changes the published events wait for a pause, then go in a few
+/// batched writes.
+#[tokio::test]
+async fn published_events_are_cleared_after_a_burst_not_during_it() {
+    let s = setup();
+    let (mongo_uri, _) = testing::test_servers();
+    let client = mongodb::Client::with_uri_str(&mongo_uri).await.unwrap();
+    let name = testing::unique_name("burst");
+    let db = client.database(&name);
+    let orders = db.collection::<mongodb::bson::Document>("orders");
+    let n = 400;
+    let ids: Vec<ObjectId> = (0..n).map(|_| ObjectId::new()).collect();
+    let records: Vec<_> = ids
+        .iter()
+        .map(|id| doc! { "_id": id, "version": 0 })
+        .collect();
+    orders.insert_many(records).await.unwrap();
+    let outbox = Outbox::new(db.clone(), s.publisher.clone(), &["orders"]);
+    let (_, before) = writes_on(&client, &format!("{name}.orders")).await;
+
+    // Sixteen writers one update after another, as a consumer's handler slots send them:
+    // many commands in a row, each of a few statements.
+    let writers = 16;
+    let writes = (0..writers).map(|w| {
+        let (outbox, ids) = (outbox.clone(), ids.clone());
+        async move {
+            let mut written = Vec::new();
+            for (i, id) in ids.iter().enumerate().skip(w).step_by(writers) {
+                let w = outbox
+                    .update_grouped(
+                        "orders",
+                        *id,
+                        doc! { "version": 0 },
+                        doc! { "$set": { "version": 1 } },
+                        vec![numbered(i as i32)],
+                    )
+                    .await
+                    .unwrap();
+                written.push(w);
+            }
+            written
+        }
+    });
+    let results: Vec<Written> = futures::future::join_all(writes)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    assert_eq!(results.len(), n);
+    assert!(results.iter().all(|w| *w == Written::Done));
+    assert_eq!(
+        s.entries("expiration:complete").await.ids.len(),
+        n,
+        "every event published as its write returned"
+    );
+    let holding = orders
+        .count_documents(doc! { "outbox.0": { "$exists": true } })
+        .await
+        .unwrap();
+    assert!(
+        holding >= n as u64 / 2,
+        "{holding} of {n} documents still hold their published events right after the burst: \
+         their removal should wait for a pause"
+    );
+
+    outboxes_emptied(&orders).await;
+    let (_, after) = writes_on(&client, &format!("{name}.orders")).await;
+    let commands = after - before;
+    assert!(
+        commands < n as i64 / 2,
+        "{commands} update commands for {n} updates and their removals"
     );
     let updated = orders.count_documents(doc! { "version": 1 }).await.unwrap();
     assert_eq!(updated, n as u64);

@@ -28,10 +28,11 @@ use crate::{
 pub const FIELD: &str = "outbox";
 
 /// Events younger than this are left to the writer's own flush, so the relay does not
-/// publish them a second time while that flush is under way. Within one process the
-/// relay also leaves alone whatever its writers are still flushing (`Flushing`), however
-/// long their writes took; this bound is for other replicas' relays.
-pub const RELAY_GRACE: Duration = Duration::from_secs(1);
+/// publish them a second time while that flush is under way (their removal may wait for a
+/// pause in the writes, see `removal`). Within one process the relay also leaves alone
+/// whatever its writers are still flushing (`Flushing`), however long their writes took;
+/// this bound is for other replicas' relays, and for events whose publishing failed.
+pub const RELAY_GRACE: Duration = Duration::from_secs(6);
 
 /// How often the waiting-events gauge is brought up to date.
 pub(crate) const GAUGE_EVERY: Duration = Duration::from_secs(15);
@@ -122,14 +123,17 @@ pub struct Outbox {
     waiting: Option<IntGaugeVec>,
     remover: removal::Remover,
     grouper: grouped::Grouper,
+    activity: Arc<removal::Activity>,
     flushing: Flushing,
 }
 
 impl Outbox {
     pub fn new(db: Database, publisher: Publisher, collections: &[&'static str]) -> Self {
-        let remover = removal::Remover::start(db.clone());
+        let activity = Arc::new(removal::Activity::default());
+        let remover = removal::Remover::start(db.clone(), activity.clone());
         Self {
-            grouper: grouped::Grouper::start(db.clone(), remover.pending()),
+            grouper: grouped::Grouper::start(db.clone(), remover.pending(), activity.clone()),
+            activity,
             remover,
             flushing: Flushing::default(),
             db,
@@ -193,6 +197,7 @@ impl Outbox {
         }
         guard.insert("_id", id);
         let held = self.flushing.hold(&events);
+        let writing = self.activity.write();
         let written = match self
             .db
             .collection::<Document>(collection)
@@ -204,6 +209,7 @@ impl Outbox {
             Err(e) if is_duplicate_key(&e) => Written::Duplicate,
             Err(e) => return Err(e.into()),
         };
+        drop(writing);
         if written == Written::Done && !events.is_empty() {
             self.flush(collection, id, &events, held).await;
         }

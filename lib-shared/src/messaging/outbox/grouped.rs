@@ -6,8 +6,9 @@
 //! is short, the updates' own events (unique ids, pushed by the same statement) do.
 //! Inserts group the same way, as one `insert` command of many documents, each refused or
 //! stored on its own (`ordered: false`).
-//! Each update command also clears the collection's published events waiting for removal, with
-//! one more statement, so under load the outbox's clean-up costs no write of its own.
+//! An update that goes alone also clears a few of the collection's published events waiting
+//! for removal, with one more statement, so at low load the outbox's clean-up costs no
+//! command of its own; a pressed writer leaves them to the remover's next pause.
 
 use std::{
     collections::{HashSet, VecDeque},
@@ -23,7 +24,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::{
     FIELD, Written,
-    removal::{Batch, Pending},
+    removal::{Activity, Batch, MAX_COMPANIONS, Pending},
 };
 use crate::http::error::DependencyError;
 
@@ -64,17 +65,20 @@ struct Queued {
 #[derive(Clone)]
 pub(super) struct Grouper {
     queue: mpsc::UnboundedSender<Queued>,
+    activity: Arc<Activity>,
 }
 
 impl Grouper {
     /// Runs until every `Grouper` clone is gone and the queue is drained.
-    pub(super) fn start(db: Database, removals: Arc<Pending>) -> Self {
+    pub(super) fn start(db: Database, removals: Arc<Pending>, activity: Arc<Activity>) -> Self {
         let (queue, waiting) = mpsc::unbounded_channel();
         tokio::spawn(run(db, waiting, removals));
-        Self { queue }
+        Self { queue, activity }
     }
 
     pub(super) async fn update(&self, update: Update) -> Result<Written, DependencyError> {
+        // Queued or at the server, a write holds the remover back.
+        let _writing = self.activity.write();
         let (reply, answer) = oneshot::channel();
         let gone = || DependencyError::Unavailable(anyhow::anyhow!("the service is stopping"));
         self.queue
@@ -115,7 +119,14 @@ async fn run(db: Database, mut waiting: mpsc::UnboundedReceiver<Queued>, removal
             });
             continue;
         }
-        let removal = removals.take(&collection);
+        // Removals cost the server per document: only a writer with nothing else to send
+        // takes a few along.
+        let alone = group.len() == 1 && later.is_empty();
+        let removal = if alone {
+            removals.take(&collection, MAX_COMPANIONS)
+        } else {
+            None
+        };
         tokio::spawn(async move {
             send(&db, &collection, group, removal).await;
             drop(slot);
