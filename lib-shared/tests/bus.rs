@@ -699,6 +699,86 @@ async fn published_events_are_cleared_after_a_burst_not_during_it() {
     assert_eq!(updated, n as u64);
 }
 
+/// Copies of another service's records (writes without events) made by many handlers at
+/// once share commands; each applies under its own guard, an upsert meeting a newer copy
+/// is refused on its own, and an update without upsert never creates one.
+#[tokio::test]
+async fn concurrent_copies_share_commands_and_each_keeps_its_guard() {
+    let s = setup();
+    let (mongo_uri, _) = testing::test_servers();
+    let client = mongodb::Client::with_uri_str(&mongo_uri).await.unwrap();
+    let name = testing::unique_name("copies");
+    let db = client.database(&name);
+    let copies = db.collection::<mongodb::bson::Document>("orders");
+    let outbox = Outbox::new(db.clone(), s.publisher.clone(), &["payments"]);
+    let n = 100;
+    let ids: Vec<ObjectId> = (0..n).map(|_| ObjectId::new()).collect();
+    // Ten copies are already newer than what arrives.
+    let newer: Vec<_> = ids[..10]
+        .iter()
+        .map(|id| doc! { "_id": id, "version": 5, "status": "complete" })
+        .collect();
+    copies.insert_many(newer).await.unwrap();
+    let (_, before) = writes_on(&client, &format!("{name}.orders")).await;
+
+    let created = futures::future::join_all(ids.iter().enumerate().map(|(i, id)| {
+        let outbox = outbox.clone();
+        async move {
+            let copy = doc! { "_id": id, "version": 2, "status": "created", "n": i as i32 };
+            let guard = doc! { "version": { "$lt": 2 } };
+            outbox
+                .apply_grouped("orders", *id, guard, copy, true)
+                .await
+                .unwrap()
+        }
+    }))
+    .await;
+    assert!(created[..10].iter().all(|w| *w == Written::Duplicate));
+    assert!(created[10..].iter().all(|w| *w == Written::Done));
+
+    let mut moved = ids.clone();
+    moved.push(ObjectId::new()); // never copied
+    let cancelled = futures::future::join_all(moved.iter().map(|id| {
+        let outbox = outbox.clone();
+        async move {
+            let guard = doc! { "version": { "$lt": 3 } };
+            let update = doc! { "$set": { "version": 3, "status": "cancelled" } };
+            outbox
+                .apply_grouped("orders", *id, guard, update, false)
+                .await
+                .unwrap()
+        }
+    }))
+    .await;
+    assert!(cancelled.iter().all(|w| *w == Written::Done));
+
+    let (_, after) = writes_on(&client, &format!("{name}.orders")).await;
+    let commands = after - before;
+    assert!(
+        commands < 2 * n as i64 / 4,
+        "{commands} update commands for {} copies written",
+        2 * n + 1
+    );
+    assert_eq!(copies.count_documents(doc! {}).await.unwrap(), n as u64);
+    for (i, id) in ids.iter().enumerate() {
+        let stored = copies.find_one(doc! { "_id": id }).await.unwrap().unwrap();
+        let (version, status) = if i < 10 {
+            (5, "complete")
+        } else {
+            (3, "cancelled")
+        };
+        assert_eq!(stored.get_i32("version").unwrap(), version, "copy {i}");
+        assert_eq!(stored.get_str("status").unwrap(), status, "copy {i}");
+        if i >= 10 {
+            assert_eq!(
+                stored.get_i32("n").unwrap(),
+                i as i32,
+                "copy {i} kept its body"
+            );
+        }
+    }
+}
+
 /// Counts every event, whatever its subject.
 struct Tally(Arc<std::sync::atomic::AtomicUsize>);
 

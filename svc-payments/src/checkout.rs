@@ -13,6 +13,7 @@ use lib_shared::{
         states::OrderStatus,
     },
     http::error::DependencyError,
+    messaging::outbox::Outbox,
     runtime::detached::run_detached_for,
 };
 use mongodb::{Database, bson::oid::ObjectId};
@@ -57,15 +58,24 @@ pub enum PayError {
 
 pub struct Checkout {
     db: Database,
+    /// Writes this service's copy of the orders, grouped with the other writes waiting.
+    outbox: Outbox,
     locks: Locks,
     settlement: Arc<Settlement>,
     instance: String,
 }
 
 impl Checkout {
-    pub fn new(db: Database, locks: Locks, settlement: Arc<Settlement>, instance: String) -> Self {
+    pub fn new(
+        db: Database,
+        outbox: Outbox,
+        locks: Locks,
+        settlement: Arc<Settlement>,
+        instance: String,
+    ) -> Self {
         Self {
             db,
+            outbox,
             locks,
             settlement,
             instance,
@@ -101,7 +111,7 @@ impl Checkout {
 
     /// Keeps this service's copy of an order from `order:created`.
     pub async fn copy_order(&self, order: &OrderCopy) -> Result<(), DependencyError> {
-        orders::apply_order(&self.db, order).await
+        orders::apply_order(&self.outbox, order).await
     }
 
     /// An order moved on (`order:cancelled`, `order:completed`); older news changes nothing.
@@ -111,7 +121,7 @@ impl Checkout {
         status: OrderStatus,
         version: i64,
     ) -> Result<(), DependencyError> {
-        orders::set_order_status(&self.db, order_id, status, version).await
+        orders::set_order_status(&self.outbox, order_id, status, version).await
     }
 
     /// The attempt as it stands when the work ends, or after the bounded wait.

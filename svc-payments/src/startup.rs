@@ -47,6 +47,7 @@ impl Application {
         ));
         let checkout = Arc::new(Checkout::new(
             infra.mongo.clone(),
+            outbox.clone(),
             infra.locks.clone(),
             settlement.clone(),
             common.instance.clone(),

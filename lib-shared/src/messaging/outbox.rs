@@ -255,6 +255,34 @@ impl Outbox {
         Ok(written)
     }
 
+    /// A guarded write that carries no event, such as a projection's copy of another
+    /// service's record, sent with whatever other such writes of the collection are
+    /// waiting, as one command. `Done` means the server took it, whether or not the guard
+    /// let it apply (an older copy than the stored one is left alone either way);
+    /// `Duplicate` that a unique index refused it, as an upsert meeting a newer copy is.
+    pub async fn apply_grouped(
+        &self,
+        collection: &str,
+        id: ObjectId,
+        mut guard: Document,
+        update: Document,
+        upsert: bool,
+    ) -> Result<Written, DependencyError> {
+        guard.insert("_id", id);
+        self.grouper
+            .update(grouped::Update {
+                collection: collection.to_string(),
+                id,
+                op: grouped::Op::Apply {
+                    filter: guard,
+                    update,
+                    upsert,
+                },
+                events: Vec::new(),
+            })
+            .await
+    }
+
     /// Publishes events just written with a document, then has them cleared from it
     /// with others' (one write for many). On failure the relay publishes them later.
     async fn flush(&self, collection: &str, id: ObjectId, events: &[Envelope], held: Held) {

@@ -1,12 +1,11 @@
 //! This service's copy of the orders, kept from `order:*` events.
 
 use lib_shared::{
-    domain::states::OrderStatus,
-    http::error::{DependencyError, is_duplicate_key},
+    domain::states::OrderStatus, http::error::DependencyError, messaging::outbox::Outbox,
 };
 use mongodb::{
     Collection, Database,
-    bson::{doc, oid::ObjectId},
+    bson::{self, doc, oid::ObjectId},
 };
 use serde::{Deserialize, Serialize};
 
@@ -24,36 +23,44 @@ pub struct OrderCopy {
 }
 
 fn orders(db: &Database) -> Collection<OrderCopy> {
-    db.collection("orders")
+    db.collection(COLLECTION)
 }
 
-/// Stores `order` unless the copy already holds this version or a newer one.
-pub async fn apply_order(db: &Database, order: &OrderCopy) -> Result<(), DependencyError> {
-    let result = orders(db)
-        .replace_one(
-            doc! { "_id": order.id, "version": { "$lt": order.version } },
-            order,
+const COLLECTION: &str = "orders";
+
+/// Stores `order` unless the copy already holds this version or a newer one. Sent with
+/// the other copies waiting to be written, as one command: a burst of orders costs the
+/// server a few commands, not one each.
+pub async fn apply_order(outbox: &Outbox, order: &OrderCopy) -> Result<(), DependencyError> {
+    let replacement =
+        bson::to_document(order).map_err(|e| DependencyError::Unexpected(e.into()))?;
+    // A refused upsert means the copy exists with this version or a newer one.
+    outbox
+        .apply_grouped(
+            COLLECTION,
+            order.id,
+            doc! { "version": { "$lt": order.version } },
+            replacement,
+            true,
         )
-        .upsert(true)
-        .await;
-    match result {
-        Ok(_) => Ok(()),
-        Err(e) if is_duplicate_key(&e) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+        .await?;
+    Ok(())
 }
 
 /// Applies a status change to the copy when the event is newer than it.
 pub async fn set_order_status(
-    db: &Database,
+    outbox: &Outbox,
     id: ObjectId,
     status: OrderStatus,
     version: i64,
 ) -> Result<(), DependencyError> {
-    orders(db)
-        .update_one(
-            doc! { "_id": id, "version": { "$lt": version } },
+    outbox
+        .apply_grouped(
+            COLLECTION,
+            id,
+            doc! { "version": { "$lt": version } },
             doc! { "$set": { "status": status, "version": version } },
+            false,
         )
         .await?;
     Ok(())

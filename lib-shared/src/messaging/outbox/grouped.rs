@@ -49,11 +49,31 @@ pub(super) enum Op {
         update: Document,
     },
     Insert(Document),
+    /// A write that carries no event, such as a projection's copy of another service's
+    /// record: its guard applies it or leaves it, and its writer need not know which.
+    Apply {
+        /// The guard, `_id` included.
+        filter: Document,
+        update: Document,
+        upsert: bool,
+    },
+}
+
+/// Writes of one kind share a command.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Update,
+    Insert,
+    Apply,
 }
 
 impl Update {
-    fn is_insert(&self) -> bool {
-        matches!(self.op, Op::Insert(_))
+    fn kind(&self) -> Kind {
+        match self.op {
+            Op::Update { .. } => Kind::Update,
+            Op::Insert(_) => Kind::Insert,
+            Op::Apply { .. } => Kind::Apply,
+        }
     }
 }
 
@@ -111,13 +131,24 @@ async fn run(db: Database, mut waiting: mpsc::UnboundedReceiver<Queued>, removal
         }
         let (group, collection) = take_group(&mut later);
         let db = db.clone();
-        if group[0].update.is_insert() {
-            let created = created.clone();
-            tokio::spawn(async move {
-                insert(&db, &collection, group, &created).await;
-                drop(slot);
-            });
-            continue;
+        match group[0].update.kind() {
+            Kind::Insert => {
+                let created = created.clone();
+                tokio::spawn(async move {
+                    insert(&db, &collection, group, &created).await;
+                    drop(slot);
+                });
+                continue;
+            }
+            Kind::Apply => {
+                let created = created.clone();
+                tokio::spawn(async move {
+                    apply(&db, &collection, group, &created).await;
+                    drop(slot);
+                });
+                continue;
+            }
+            Kind::Update => {}
         }
         // Removals cost the server per document: only a writer with nothing else to send
         // takes a few along.
@@ -134,11 +165,11 @@ async fn run(db: Database, mut waiting: mpsc::UnboundedReceiver<Queued>, removal
     }
 }
 
-/// The oldest write's collection, and up to `MAX_GROUP` writes of it of the same kind
-/// (updates or inserts), one per document.
+/// The oldest write's collection, and up to `MAX_GROUP` writes of it of the same kind,
+/// one per document.
 fn take_group(queue: &mut VecDeque<Queued>) -> (Vec<Queued>, String) {
     let collection = queue[0].update.collection.clone();
-    let inserts = queue[0].update.is_insert();
+    let kind = queue[0].update.kind();
     let mut seen = HashSet::new();
     let mut group = Vec::new();
     let mut rest = VecDeque::with_capacity(queue.len());
@@ -146,7 +177,7 @@ fn take_group(queue: &mut VecDeque<Queued>) -> (Vec<Queued>, String) {
         let u = &queued.update;
         if group.len() < MAX_GROUP
             && u.collection == collection
-            && u.is_insert() == inserts
+            && u.kind() == kind
             && seen.insert(u.id)
         {
             group.push(queued);
@@ -165,7 +196,7 @@ async fn send(db: &Database, collection: &str, group: Vec<Queued>, removal: Opti
             Op::Update { filter, update } => {
                 Some(doc! { "q": filter.clone(), "u": update.clone() })
             }
-            Op::Insert(_) => None,
+            Op::Insert(_) | Op::Apply { .. } => None,
         })
         .collect();
     // Commutes with the updates: it pulls only events already published, which no
@@ -252,7 +283,7 @@ async fn insert(db: &Database, collection: &str, group: Vec<Queued>, created: &C
         .iter()
         .filter_map(|q| match &q.update.op {
             Op::Insert(document) => Some(document.clone()),
-            Op::Update { .. } => None,
+            Op::Update { .. } | Op::Apply { .. } => None,
         })
         .collect();
     let command = doc! { "insert": collection, "documents": documents, "ordered": false };
@@ -264,6 +295,39 @@ async fn insert(db: &Database, collection: &str, group: Vec<Queued>, created: &C
     for (i, q) in group.into_iter().enumerate() {
         let written = match refused.iter().find(|(at, _)| *at == i) {
             Some((_, code)) => refused_with(*code, "insert", collection, q.update.id),
+            None => Ok(Written::Done),
+        };
+        let _ = q.reply.send(written);
+    }
+}
+
+/// One `update` command for a group of writes without events: each applies under its own
+/// guard or is refused on its own (a unique index's refusal answers `Duplicate`). Upserts
+/// can create the collection, so it is made first, as for inserts.
+async fn apply(db: &Database, collection: &str, group: Vec<Queued>, created: &Created) {
+    if let Err(e) = ensure_created(db, collection, created).await {
+        return fail_all(group, &e);
+    }
+    let statements: Vec<Document> = group
+        .iter()
+        .filter_map(|q| match &q.update.op {
+            Op::Apply {
+                filter,
+                update,
+                upsert,
+            } => Some(doc! { "q": filter.clone(), "u": update.clone(), "upsert": *upsert }),
+            Op::Update { .. } | Op::Insert(_) => None,
+        })
+        .collect();
+    let command = doc! { "update": collection, "updates": statements, "ordered": false };
+    let answer = match db.run_command(command).await {
+        Ok(answer) => answer,
+        Err(e) => return fail_all(group, &e),
+    };
+    let refused = write_errors(&answer);
+    for (i, q) in group.into_iter().enumerate() {
+        let written = match refused.iter().find(|(at, _)| *at == i) {
+            Some((_, code)) => refused_with(*code, "update", collection, q.update.id),
             None => Ok(Written::Done),
         };
         let _ = q.reply.send(written);
