@@ -199,9 +199,7 @@ async fn malformed_entries_are_dead_lettered_at_once() {
 #[tokio::test]
 async fn the_outbox_relay_publishes_events_left_in_documents() {
     let s = setup();
-    let (mongo_uri, _) = testing::test_servers();
-    let client = mongodb::Client::with_uri_str(&mongo_uri).await.unwrap();
-    let db = client.database(&testing::unique_name("outbox"));
+    let (_, _, db) = fresh_database("outbox").await;
     let event = Envelope::new(&ExpirationComplete {
         order_id: "from-outbox".into(),
     });
@@ -301,6 +299,15 @@ async fn trimming_keeps_every_entry_a_group_has_not_acknowledged() {
     assert_eq!(kept, 0, "nothing younger than the retention goes");
 }
 
+/// A client of the test server, and a database of its own with its name.
+async fn fresh_database(prefix: &str) -> (mongodb::Client, String, mongodb::Database) {
+    let (mongo_uri, _) = testing::test_servers();
+    let client = mongodb::Client::with_uri_str(&mongo_uri).await.unwrap();
+    let name = testing::unique_name(prefix);
+    let db = client.database(&name);
+    (client, name, db)
+}
+
 /// Inserts, updates and removes the server counted on one collection (`top`).
 async fn writes_on(client: &mongodb::Client, namespace: &str) -> (i64, i64) {
     let top = client
@@ -321,10 +328,7 @@ async fn writes_on(client: &mongodb::Client, namespace: &str) -> (i64, i64) {
 #[tokio::test]
 async fn published_events_leave_their_documents_in_a_few_batched_writes() {
     let s = setup();
-    let (mongo_uri, _) = testing::test_servers();
-    let client = mongodb::Client::with_uri_str(&mongo_uri).await.unwrap();
-    let name = testing::unique_name("outbox");
-    let db = client.database(&name);
+    let (client, name, db) = fresh_database("outbox").await;
     let outbox = Outbox::new(db.clone(), s.publisher.clone(), &["orders"]);
     let n = 200;
     let writes = (0..n).map(|i| {
@@ -386,10 +390,7 @@ fn numbered(i: i32) -> Envelope {
 #[tokio::test]
 async fn concurrent_guarded_updates_share_write_commands_and_each_applies_once() {
     let s = setup();
-    let (mongo_uri, _) = testing::test_servers();
-    let client = mongodb::Client::with_uri_str(&mongo_uri).await.unwrap();
-    let name = testing::unique_name("grouped");
-    let db = client.database(&name);
+    let (client, name, db) = fresh_database("grouped").await;
     let orders = db.collection::<mongodb::bson::Document>("orders");
     let outbox = Outbox::new(db.clone(), s.publisher.clone(), &["orders"]);
     let n = 120;
@@ -483,9 +484,7 @@ async fn concurrent_guarded_updates_share_write_commands_and_each_applies_once()
 #[tokio::test]
 async fn events_written_late_are_published_once_while_the_relay_runs() {
     let s = setup();
-    let (mongo_uri, _) = testing::test_servers();
-    let client = mongodb::Client::with_uri_str(&mongo_uri).await.unwrap();
-    let db = client.database(&testing::unique_name("late"));
+    let (_, _, db) = fresh_database("late").await;
     let orders = db.collection::<mongodb::bson::Document>("orders");
     let outbox = Outbox::new(db.clone(), s.publisher.clone(), &["orders"]);
     outbox
@@ -579,10 +578,7 @@ async fn a_slow_event_does_not_hold_back_the_events_read_with_it() {
 #[tokio::test]
 async fn published_events_are_cleared_by_the_next_grouped_update() {
     let s = setup();
-    let (mongo_uri, _) = testing::test_servers();
-    let client = mongodb::Client::with_uri_str(&mongo_uri).await.unwrap();
-    let name = testing::unique_name("riding");
-    let db = client.database(&name);
+    let (client, name, db) = fresh_database("riding").await;
     let orders = db.collection::<mongodb::bson::Document>("orders");
     let outbox = Outbox::new(db.clone(), s.publisher.clone(), &["orders"]);
     let n = 20;
@@ -628,10 +624,7 @@ async fn published_events_are_cleared_by_the_next_grouped_update() {
 #[tokio::test]
 async fn published_events_are_cleared_after_a_burst_not_during_it() {
     let s = setup();
-    let (mongo_uri, _) = testing::test_servers();
-    let client = mongodb::Client::with_uri_str(&mongo_uri).await.unwrap();
-    let name = testing::unique_name("burst");
-    let db = client.database(&name);
+    let (client, name, db) = fresh_database("burst").await;
     let orders = db.collection::<mongodb::bson::Document>("orders");
     let n = 400;
     let ids: Vec<ObjectId> = (0..n).map(|_| ObjectId::new()).collect();
@@ -705,10 +698,7 @@ async fn published_events_are_cleared_after_a_burst_not_during_it() {
 #[tokio::test]
 async fn concurrent_copies_share_commands_and_each_keeps_its_guard() {
     let s = setup();
-    let (mongo_uri, _) = testing::test_servers();
-    let client = mongodb::Client::with_uri_str(&mongo_uri).await.unwrap();
-    let name = testing::unique_name("copies");
-    let db = client.database(&name);
+    let (client, name, db) = fresh_database("copies").await;
     let copies = db.collection::<mongodb::bson::Document>("orders");
     let outbox = Outbox::new(db.clone(), s.publisher.clone(), &["payments"]);
     let n = 100;
@@ -823,10 +813,7 @@ async fn every_entry_of_a_read_across_streams_is_handled_with_few_slots() {
 #[tokio::test]
 async fn concurrent_inserts_share_commands_and_a_unique_index_refuses_each_on_its_own() {
     let s = setup();
-    let (mongo_uri, _) = testing::test_servers();
-    let client = mongodb::Client::with_uri_str(&mongo_uri).await.unwrap();
-    let name = testing::unique_name("inserts");
-    let db = client.database(&name);
+    let (_, _, db) = fresh_database("inserts").await;
     let orders = db.collection::<mongodb::bson::Document>("orders");
     let unique = mongodb::IndexModel::builder()
         .keys(doc! { "ticket": 1 })

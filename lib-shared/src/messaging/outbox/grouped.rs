@@ -287,6 +287,18 @@ async fn insert(db: &Database, collection: &str, group: Vec<Queued>, created: &C
         })
         .collect();
     let command = doc! { "insert": collection, "documents": documents, "ordered": false };
+    answer_each(db, collection, "insert", command, group).await;
+}
+
+/// Sends `command`, one statement per writer of `group` in order, and answers each: refused
+/// on its own, or done.
+async fn answer_each(
+    db: &Database,
+    collection: &str,
+    kind: &str,
+    command: Document,
+    group: Vec<Queued>,
+) {
     let answer = match db.run_command(command).await {
         Ok(answer) => answer,
         Err(e) => return fail_all(group, &e),
@@ -294,7 +306,7 @@ async fn insert(db: &Database, collection: &str, group: Vec<Queued>, created: &C
     let refused = write_errors(&answer);
     for (i, q) in group.into_iter().enumerate() {
         let written = match refused.iter().find(|(at, _)| *at == i) {
-            Some((_, code)) => refused_with(*code, "insert", collection, q.update.id),
+            Some((_, code)) => refused_with(*code, kind, collection, q.update.id),
             None => Ok(Written::Done),
         };
         let _ = q.reply.send(written);
@@ -320,18 +332,7 @@ async fn apply(db: &Database, collection: &str, group: Vec<Queued>, created: &Cr
         })
         .collect();
     let command = doc! { "update": collection, "updates": statements, "ordered": false };
-    let answer = match db.run_command(command).await {
-        Ok(answer) => answer,
-        Err(e) => return fail_all(group, &e),
-    };
-    let refused = write_errors(&answer);
-    for (i, q) in group.into_iter().enumerate() {
-        let written = match refused.iter().find(|(at, _)| *at == i) {
-            Some((_, code)) => refused_with(*code, "update", collection, q.update.id),
-            None => Ok(Written::Done),
-        };
-        let _ = q.reply.send(written);
-    }
+    answer_each(db, collection, "update", command, group).await;
 }
 
 /// The documents of `group` that hold one of its events: those whose update applied. An
