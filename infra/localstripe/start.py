@@ -12,7 +12,9 @@ WEBHOOK_URL = os.environ.get(
     "WEBHOOK_URL", "http://payments-srv:3000/api/payments/webhooks/stripe"
 )
 
-server = subprocess.Popen(["localstripe", "--port", PORT, "--from-scratch"])
+# memory.py beside this file: localstripe that does not slow down as its objects pile up.
+LAUNCHER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "localstripe-memory")
+server = subprocess.Popen([sys.executable, LAUNCHER, "--port", PORT, "--from-scratch"])
 body = urllib.parse.urlencode(
     {"url": WEBHOOK_URL, "secret": os.environ["STRIPE_WEBHOOK_SECRET"]}
 ).encode()

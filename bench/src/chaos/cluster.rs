@@ -86,12 +86,12 @@ impl Cluster {
             .spawn()
             .context("starting secantusd-py (./dev test installs it)")?;
         let stripe_port = free_port();
-        let stripe = Command::new("localstripe")
+        let stripe = Command::new("localstripe-memory")
             .args(["--port", &stripe_port.to_string(), "--from-scratch"])
             .stdout(Stdio::null())
             .stderr(log(dir, "localstripe"))
             .spawn()
-            .context("starting localstripe")?;
+            .context("starting localstripe-memory (./dev test installs it)")?;
         let mut cluster = Self {
             dir: dir.to_path_buf(),
             bin_dir: bin_dir.to_path_buf(),

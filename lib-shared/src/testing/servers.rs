@@ -140,15 +140,16 @@ impl ServerProcess {
         Self::ready(port, child)
     }
 
-    /// A fresh localstripe of this test's own (its webhook registrations are global).
+    /// A fresh localstripe of this test's own (its webhook registrations are global), kept in
+    /// memory (`infra/localstripe/memory.py`).
     pub fn localstripe() -> Self {
         let port = free_port();
-        let child = Command::new("localstripe")
+        let child = Command::new("localstripe-memory")
             .args(["--port", &port.to_string(), "--from-scratch"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("localstripe on PATH (./dev test installs it)");
+            .expect("localstripe-memory on PATH (./dev test installs it)");
         Self::ready(port, child)
     }
 
