@@ -5,7 +5,7 @@ use std::{sync::Arc, time::Duration};
 use lib_shared::{
     messaging::bus::{ConsumerConfig, Handler, Publisher, spawn_consumer},
     messaging::events::{Envelope, ExpirationComplete, stream_key},
-    messaging::outbox::{Outbox, Written},
+    messaging::outbox::{Outbox, Written, waiting_filter},
     testing,
 };
 use mongodb::bson::{doc, oid::ObjectId};
@@ -233,6 +233,56 @@ async fn the_outbox_relay_publishes_events_left_in_documents() {
         0,
         "nothing published twice"
     );
+}
+
+#[tokio::test]
+async fn the_waiting_events_gauge_counts_from_the_index_not_by_reading_every_document() {
+    let s = setup();
+    let (_, _, db) = fresh_database("gauge").await;
+    let orders = db.collection::<mongodb::bson::Document>("orders");
+    let event = |n: usize| {
+        mongodb::bson::to_bson(&Envelope::new(&ExpirationComplete {
+            order_id: format!("waiting-{n}"),
+        }))
+        .unwrap()
+    };
+    // Two documents hold events; the others had theirs cleared or never had any.
+    let mut documents = vec![
+        doc! { "_id": ObjectId::new(), "outbox": [event(1)] },
+        doc! { "_id": ObjectId::new(), "outbox": [event(2), event(3)] },
+    ];
+    for _ in 0..40 {
+        documents.push(doc! { "_id": ObjectId::new(), "outbox": [] });
+        documents.push(doc! { "_id": ObjectId::new(), "status": "cancelled" });
+    }
+    orders.insert_many(documents).await.unwrap();
+
+    let gauge = prometheus::IntGaugeVec::new(
+        prometheus::Opts::new("outbox_waiting", "documents holding events"),
+        &["collection"],
+    )
+    .unwrap();
+    Outbox::new(db.clone(), s.publisher.clone(), &["orders"])
+        .with_gauge(gauge.clone())
+        .spawn_relay(Duration::from_secs(3600), s.shutdown.clone());
+    eventually("the gauge counts the two documents", async || {
+        gauge.with_label_values(&["orders"]).get() == 2
+    })
+    .await;
+
+    let explained = db
+        .run_command(doc! {
+            "explain": { "count": "orders", "query": waiting_filter() },
+            "verbosity": "queryPlanner",
+        })
+        .await
+        .unwrap();
+    let plan = format!("{:?}", explained.get_document("queryPlanner").unwrap());
+    assert!(
+        plan.contains("IXSCAN"),
+        "count answered from the index: {plan}"
+    );
+    assert!(!plan.contains("COLLSCAN"), "no collection scan: {plan}");
 }
 
 #[tokio::test]

@@ -7,6 +7,8 @@ mod grouped;
 mod relay;
 mod removal;
 
+pub use relay::waiting_filter;
+
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},

@@ -13,6 +13,14 @@ use tokio_util::sync::CancellationToken;
 use super::{FIELD, GAUGE_EVERY, Outbox, RELAY_GRACE};
 use crate::{http::error::DependencyError, messaging::events::Envelope};
 
+/// The documents that hold events not yet cleared. Asked by `occurredAt`, every event's
+/// field, so the relay's sparse index answers it: asked by `outbox.0`, which no index
+/// holds, the gauge's count read every document of the collection every 15 s (1.3 s at
+/// 30,000 orders on the embedded server, holding up every write meanwhile).
+pub fn waiting_filter() -> Document {
+    doc! { format!("{FIELD}.occurredAt"): { "$exists": true } }
+}
+
 impl Outbox {
     async fn count_waiting(&self) -> Result<(), DependencyError> {
         let Some(gauge) = &self.waiting else {
@@ -22,7 +30,7 @@ impl Outbox {
             let n = self
                 .db
                 .collection::<Document>(collection)
-                .count_documents(doc! { format!("{FIELD}.0"): { "$exists": true } })
+                .count_documents(waiting_filter())
                 .await?;
             gauge.with_label_values(&[collection]).set(n as i64);
         }
@@ -101,8 +109,7 @@ impl Outbox {
                     Ok(n) => tracing::info!(events = n, "outbox relay published waiting events"),
                     Err(e) => tracing::warn!(error = %e, "outbox relay failed; will retry"),
                 }
-                // A count per collection is a scan: a gauge needs it far less often than the
-                // relay runs.
+                // A gauge needs its count far less often than the relay runs.
                 if counted.is_none_or(|at| at.elapsed() >= GAUGE_EVERY) {
                     counted = Some(std::time::Instant::now());
                     if let Err(e) = self.count_waiting().await {
