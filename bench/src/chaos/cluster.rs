@@ -4,13 +4,13 @@
 use std::{
     collections::BTreeMap,
     fs::File,
-    net::TcpListener,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::Duration,
 };
 
 use anyhow::Context;
+pub use lib_shared::testing::free_port;
 
 pub const SERVICES: [&str; 5] = ["auth", "tickets", "orders", "payments", "expiration"];
 pub const WEBHOOK_SECRET: &str = "whsec_chaos";
@@ -30,13 +30,6 @@ pub struct Cluster {
     /// A second instance of one service, on a port of its own.
     pub extra: Option<(&'static str, Child)>,
     extras_started: usize,
-}
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free local port")
 }
 
 fn log(dir: &Path, name: &str) -> Stdio {

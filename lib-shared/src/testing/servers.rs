@@ -2,16 +2,28 @@
 //! server or localstripe as child processes.
 
 use std::{
+    collections::BTreeSet,
     net::TcpListener,
     process::{Child, Command, Stdio},
+    sync::Mutex,
     time::Duration,
 };
 
+/// A port nothing listens on, and never one this process handed out before: the kernel
+/// may give a just-closed ephemeral port again before its first taker binds it, and two
+/// servers would then share it (seen: the chaos run's Redis and expiration on one port).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free local port")
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free local port");
+        if given.insert(port) {
+            return port;
+        }
+    }
 }
 
 /// A private `redis-server` a test can stop and start again on the same port.
