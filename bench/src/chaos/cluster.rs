@@ -10,7 +10,7 @@ use std::{
 };
 
 use anyhow::Context;
-pub use lib_shared::testing::free_port;
+use lib_shared::testing::free_port;
 
 pub const SERVICES: [&str; 5] = ["auth", "tickets", "orders", "payments", "expiration"];
 pub const WEBHOOK_SECRET: &str = "whsec_chaos";
